@@ -1,0 +1,45 @@
+"""Command line of stemforge-train.
+
+Each group of commands lives in its own module and registers itself here:
+``data`` (data_cli.py: render and inspect Slakh-format corpora), and the training commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Modules that provide ``register(subparsers)``; a group is listed once its module exists.
+COMMAND_MODULES: tuple[str, ...] = ("stemforge.train.data_cli",)
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one clear message, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stemforge-train", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"stemforge-train: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stemforge-train: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

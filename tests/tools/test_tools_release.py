@@ -51,5 +51,5 @@ def test_sibling_order_puts_dependencies_first() -> None:
 
 
 def test_missing_pyproject_is_a_clear_error(tmp_path: pathlib.Path) -> None:
-    with pytest.raises(release.ReleaseError, match="no pyproject.toml"):
+    with pytest.raises(release.ReleaseError, match=r"no pyproject\.toml"):
         release.release(tmp_path, tmp_path / "out", tmp_path / "venv")

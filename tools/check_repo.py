@@ -25,7 +25,9 @@ VERSION_RE = re.compile(r'^__version__\s*=\s*"(\d+\.\d+\.\d+(?:[a-z0-9.+-]*)?)"\
 
 
 def distributions(root: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(p.parent for p in [*root.glob("packages/*/pyproject.toml"), *root.glob("apps/*/pyproject.toml")])
+    return sorted(
+        p.parent for p in [*root.glob("packages/*/pyproject.toml"), *root.glob("apps/*/pyproject.toml")]
+    )
 
 
 def declared_names(meta: dict) -> set[str]:
@@ -56,10 +58,12 @@ def check_distribution(root: pathlib.Path, dist: pathlib.Path) -> list[str]:
         problems.append(f"{rel}/pyproject.toml: project name is {name!r}, expected 'stemforge-{dist.name}'")
     pkg = dist / "src" / "stemforge" / module
     if (dist / "src" / "stemforge" / "__init__.py").exists():
-        problems.append(f"{rel}/src/stemforge/__init__.py: a namespace package must not have this file; delete it")
+        problems.append(
+            f"{rel}/src/stemforge/__init__.py: a namespace package must not have this file; delete it"
+        )
     about = pkg / "__about__.py"
     if not about.is_file() or not VERSION_RE.search(about.read_text()):
-        problems.append(f"{rel}: no static version; add __version__ = \"X.Y.Z\" to {about.relative_to(root)}")
+        problems.append(f'{rel}: no static version; add __version__ = "X.Y.Z" to {about.relative_to(root)}')
     changelog = dist / "CHANGELOG.md"
     if not changelog.is_file() or "## Unreleased" not in changelog.read_text():
         problems.append(f"{rel}: CHANGELOG.md with an '## Unreleased' section is missing")
@@ -77,16 +81,22 @@ def check_distribution(root: pathlib.Path, dist: pathlib.Path) -> list[str]:
         for line, mod in imports:
             sibling = f"stemforge-{mod.split('.')[1]}"
             if sibling != name and sibling not in declared:
-                problems.append(f"{py.relative_to(root)}:{line}: imports {mod} but {name} does not declare {sibling}")
+                problems.append(
+                    f"{py.relative_to(root)}:{line}: imports {mod} but {name} does not declare {sibling}"
+                )
     return problems
 
 
 def check_test_names(root: pathlib.Path) -> list[str]:
     seen: dict[str, pathlib.Path] = {}
     problems = []
-    for test in sorted([*root.glob("packages/*/tests/**/test_*.py"), *root.glob("apps/*/tests/**/test_*.py")]):
+    for test in sorted(
+        [*root.glob("packages/*/tests/**/test_*.py"), *root.glob("apps/*/tests/**/test_*.py")]
+    ):
         if test.name in seen:
-            problems.append(f"{test.relative_to(root)}: test module name also used by {seen[test.name].relative_to(root)}")
+            problems.append(
+                f"{test.relative_to(root)}: test module name also used by {seen[test.name].relative_to(root)}"
+            )
         seen[test.name] = test
     return problems
 

@@ -64,10 +64,14 @@ def main() -> int:
         PYPROJECT.format(name=name, module=module, description=description, deps=dep_lines, scripts=scripts)
     )
     (src / "__about__.py").write_text('__version__ = "0.1.0"\n')
-    (src / "__init__.py").write_text(f'"""{description}"""\n\nfrom stemforge.{module}.__about__ import __version__\n\n__all__ = ["__version__"]\n')
+    (src / "__init__.py").write_text(
+        f'"""{description}"""\n\nfrom stemforge.{module}.__about__ import __version__\n\n__all__ = ["__version__"]\n'
+    )
     (src / "py.typed").write_text("")
     (root / "README.md").write_text(f"# stemforge-{name}\n\n{description}\n")
-    (root / "CHANGELOG.md").write_text(f"# Changelog of stemforge-{name}\n\n## Unreleased\n\n- First release.\n")
+    (root / "CHANGELOG.md").write_text(
+        f"# Changelog of stemforge-{name}\n\n## Unreleased\n\n- First release.\n"
+    )
     print(f"created {root}")
     return 0
 

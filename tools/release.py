@@ -80,7 +80,9 @@ def build(dist_dir: pathlib.Path, out: pathlib.Path) -> tuple[pathlib.Path, path
     wheels = [p for p in new if p.suffix == ".whl"]
     sdists = [p for p in new if p.name.endswith(".tar.gz")]
     if len(wheels) != 1 or len(sdists) != 1:
-        raise ReleaseError(f"expected one wheel and one sdist for {dist_dir.name}, got {sorted(p.name for p in new)}")
+        raise ReleaseError(
+            f"expected one wheel and one sdist for {dist_dir.name}, got {sorted(p.name for p in new)}"
+        )
     return sdists[0], wheels[0]
 
 
@@ -93,7 +95,9 @@ def check_wheel(wheel: pathlib.Path, dist_dir: pathlib.Path) -> list[str]:
     dist_info = f"stemforge_{module}-{version}.dist-info/"
     for name in names:
         if not (name.startswith(f"stemforge/{module}/") or name.startswith(dist_info)):
-            problems.append(f"{wheel.name}: unexpected file {name} (the wheel must hold only stemforge/{module}/)")
+            problems.append(
+                f"{wheel.name}: unexpected file {name} (the wheel must hold only stemforge/{module}/)"
+            )
     if "stemforge/__init__.py" in names:
         problems.append(f"{wheel.name}: contains stemforge/__init__.py, which breaks the namespace package")
     if f"stemforge/{module}/py.typed" not in names:
@@ -103,7 +107,9 @@ def check_wheel(wheel: pathlib.Path, dist_dir: pathlib.Path) -> list[str]:
     return problems
 
 
-def smoke_install(wheel: pathlib.Path, wheelhouse: pathlib.Path, dist_dir: pathlib.Path, env_dir: pathlib.Path) -> str:
+def smoke_install(
+    wheel: pathlib.Path, wheelhouse: pathlib.Path, dist_dir: pathlib.Path, env_dir: pathlib.Path
+) -> str:
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     python = env_dir / "bin" / "python"
     env = dict(os.environ, PIP_CONSTRAINT=str(ROOT / "constraints.txt"), PIP_DISABLE_PIP_VERSION_CHECK="1")
@@ -116,7 +122,9 @@ def smoke_install(wheel: pathlib.Path, wheelhouse: pathlib.Path, dist_dir: pathl
     probe = f"import stemforge.{module} as m; print(m.__version__)"
     proc = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=env, cwd=env_dir)
     if proc.returncode != 0:
-        raise ReleaseError(f"import stemforge.{module} failed in the fresh environment:\n{proc.stderr[-3000:]}")
+        raise ReleaseError(
+            f"import stemforge.{module} failed in the fresh environment:\n{proc.stderr[-3000:]}"
+        )
     return proc.stdout.strip()
 
 
@@ -144,9 +152,13 @@ def release(dist_dir: pathlib.Path, out: pathlib.Path, env_dir: pathlib.Path) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("distribution", type=pathlib.Path, help="packages/NAME or apps/NAME")
-    parser.add_argument("--out", type=pathlib.Path, default=None, help="where the sdist and wheel go (default: dist/NAME)")
+    parser.add_argument(
+        "--out", type=pathlib.Path, default=None, help="where the sdist and wheel go (default: dist/NAME)"
+    )
     args = parser.parse_args(argv)
     out = args.out or ROOT / "dist" / args.distribution.name
     with tempfile.TemporaryDirectory(prefix="stemforge-release-") as tmp:
@@ -156,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         except ReleaseError as err:
             print(f"release check failed for {args.distribution}: {err}", file=sys.stderr)
             return 1
-    print(f"stemforge-{args.distribution.name} {result['version']}: {result['sdist']}, {result['wheel']} built, checked and installed alone")
+    print(
+        f"stemforge-{args.distribution.name} {result['version']}: {result['sdist']}, {result['wheel']} built, checked and installed alone"
+    )
     return 0
 
 

@@ -21,7 +21,9 @@ def run_check(root: pathlib.Path) -> subprocess.CompletedProcess[str]:
 def repo_copy(tmp_path: pathlib.Path) -> pathlib.Path:
     for part in ("packages", "apps"):
         shutil.copytree(
-            ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__", "*.flac", "*.wav", "*.safetensors")
+            ROOT / part,
+            tmp_path / part,
+            ignore=shutil.ignore_patterns("__pycache__", "*.flac", "*.wav", "*.safetensors"),
         )
     return tmp_path
 
@@ -43,7 +45,10 @@ def test_undeclared_sibling_import_fails(repo_copy: pathlib.Path) -> None:
     module.write_text("from stemforge.unet3d import UNet3D\n")
     result = run_check(repo_copy)
     assert result.returncode == 1
-    assert "_leak.py:1: imports stemforge.unet3d but stemforge-samplers does not declare stemforge-unet3d" in result.stdout
+    assert (
+        "_leak.py:1: imports stemforge.unet3d but stemforge-samplers does not declare stemforge-unet3d"
+        in result.stdout
+    )
 
 
 def test_declared_sibling_import_passes(repo_copy: pathlib.Path) -> None:

@@ -1,5 +1,53 @@
 """Audio I/O, resampling, Slakh2100 reader, Slakh-style SoundFont rendering, subtractive-training triplets and embedded corpora."""
 
 from stemforge.data.__about__ import __version__
+from stemforge.data.audio import AudioError, audio_info, read_audio, write_audio
+from stemforge.data.corpus import JSB_TO_SLAKH, find_midi_files, render_jsb, render_midi_folder
+from stemforge.data.loudness import integrated_loudness
+from stemforge.data.render import (
+    RenderConfig,
+    RenderedStem,
+    RenderedTrack,
+    RenderError,
+    default_soundfont,
+    render_midi,
+    resolve_soundfont,
+)
+from stemforge.data.resample import resample
+from stemforge.data.slakh_format import (
+    SLAKH_SPLITS,
+    SlakhFormatError,
+    StemInfo,
+    TrackInfo,
+    list_tracks,
+    read_metadata,
+    write_slakh_track,
+)
 
-__all__ = ["__version__"]
+__all__ = [
+    "JSB_TO_SLAKH",
+    "SLAKH_SPLITS",
+    "AudioError",
+    "RenderConfig",
+    "RenderError",
+    "RenderedStem",
+    "RenderedTrack",
+    "SlakhFormatError",
+    "StemInfo",
+    "TrackInfo",
+    "__version__",
+    "audio_info",
+    "default_soundfont",
+    "find_midi_files",
+    "integrated_loudness",
+    "list_tracks",
+    "read_audio",
+    "read_metadata",
+    "render_jsb",
+    "render_midi",
+    "render_midi_folder",
+    "resample",
+    "resolve_soundfont",
+    "write_audio",
+    "write_slakh_track",
+]

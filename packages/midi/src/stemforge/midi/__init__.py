@@ -1,5 +1,41 @@
 """Multi-track MIDI <-> piano-roll tensors, categorical voices, stem grouping and the JSB chorales."""
 
 from stemforge.midi.__about__ import __version__
+from stemforge.midi.grouping import (
+    DEFAULT_STEMS,
+    DRUMS_CLASS,
+    GM_FAMILIES,
+    StemMap,
+    family_programs,
+    group_instruments,
+    instrument_class,
+)
+from stemforge.midi.io import MidiError, check_midi, load_midi, write_midi
+from stemforge.midi.jsb import JSB_PROGRAMS, JSB_SPLITS, JSB_STEMS, jsb_midi, load_jsb, load_jsb_splits
+from stemforge.midi.voices import NUM_CLASSES, REST, roll_to_voices, voices_to_midi, voices_to_roll
 
-__all__ = ["__version__"]
+__all__ = [
+    "DEFAULT_STEMS",
+    "DRUMS_CLASS",
+    "GM_FAMILIES",
+    "JSB_PROGRAMS",
+    "JSB_SPLITS",
+    "JSB_STEMS",
+    "NUM_CLASSES",
+    "REST",
+    "MidiError",
+    "StemMap",
+    "__version__",
+    "check_midi",
+    "family_programs",
+    "group_instruments",
+    "instrument_class",
+    "jsb_midi",
+    "load_jsb",
+    "load_jsb_splits",
+    "load_midi",
+    "roll_to_voices",
+    "voices_to_midi",
+    "voices_to_roll",
+    "write_midi",
+]

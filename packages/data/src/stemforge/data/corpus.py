@@ -1,0 +1,109 @@
+"""Embedded audio corpora: the JSB chorales (or any folder of MIDI files) rendered to Slakh format.
+
+Each chorale's four SATB voices become four stems named soprano, alto, tenor and bass, played by
+configurable General MIDI programs (``stemforge.midi.JSB_PROGRAMS`` by default: flute, oboe,
+clarinet, bassoon) and rendered by ``render.py``. JSB's ``valid`` split is written as Slakh's
+``validation`` folder. Tracks are numbered from Track00001 in the order of the source.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from stemforge.data.render import RenderConfig, render_midi
+from stemforge.data.slakh_format import write_slakh_track
+from stemforge.midi import JSB_PROGRAMS, JSB_SPLITS, JSB_STEMS, jsb_midi, load_jsb, load_midi
+
+#: JSB split name -> Slakh split folder.
+JSB_TO_SLAKH: Mapping[str, str] = {"train": "train", "valid": "validation", "test": "test"}
+MIDI_SUFFIXES = (".mid", ".midi")
+
+Progress = Callable[[int, int, str], None]
+
+
+def render_jsb(
+    out_dir: str | os.PathLike[str],
+    split: str = "train",
+    *,
+    limit: int | None = None,
+    config: RenderConfig | None = None,
+    programs: Mapping[str, int] = JSB_PROGRAMS,
+    seed: int = 0,
+    bpm: float = 100.0,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Render JSB chorales of ``split`` to ``out_dir/<slakh split>/TrackNNNNN``; returns the track folders.
+
+    The default config keeps the voices' programs (``program_policy="keep"``).
+    ``progress(done, total, name)`` is called after each track.
+    """
+    if split not in JSB_SPLITS:
+        raise ValueError(f"render_jsb: split={split!r}; use one of {JSB_SPLITS}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"render_jsb: limit={limit}; give a positive number of chorales")
+    config = config or RenderConfig(program_policy="keep")
+    count = len(load_jsb(split))  # type: ignore[arg-type]
+    total = count if limit is None else min(limit, count)
+    folder = Path(out_dir) / JSB_TO_SLAKH[split]
+    written = []
+    for index in range(total):
+        midi = jsb_midi(split, index, programs=programs, bpm=bpm)  # type: ignore[arg-type]
+        track = render_midi(midi, config=config, seed=seed + index, stem_names=JSB_STEMS)
+        path = write_slakh_track(
+            track, midi, folder / f"Track{index + 1:05d}", source=f"jsb:{split}:{index}", overwrite=overwrite
+        )
+        written.append(path)
+        if progress is not None:
+            progress(index + 1, total, path.name)
+    return written
+
+
+def find_midi_files(src_dir: str | os.PathLike[str]) -> list[Path]:
+    """The .mid/.midi files under ``src_dir`` (recursively), sorted."""
+    src = Path(src_dir)
+    if not src.is_dir():
+        raise ValueError(f"{src}: no such folder; give a folder of MIDI files")
+    return sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
+
+
+def render_midi_folder(
+    src_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    split: str = "train",
+    *,
+    limit: int | None = None,
+    config: RenderConfig | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Render every MIDI file under ``src_dir`` to ``out_dir/split/TrackNNNNN`` (Slakh format).
+
+    Every file is validated first (``stemforge.midi.load_midi``), so a bad file stops the run with
+    its name before anything is written.
+    """
+    files = find_midi_files(src_dir)
+    if not files:
+        raise ValueError(f"{src_dir}: no .mid or .midi files found; give a folder of MIDI files")
+    if limit is not None:
+        files = files[:limit]
+    midis = [load_midi(path) for path in files]
+    config = config or RenderConfig()
+    folder = Path(out_dir) / split
+    written = []
+    for index, (path, midi) in enumerate(zip(files, midis)):
+        track = render_midi(midi, config=config, seed=seed + index)
+        out = write_slakh_track(
+            track,
+            midi,
+            folder / f"Track{index + 1:05d}",
+            source=str(path.relative_to(src_dir)),
+            overwrite=overwrite,
+        )
+        written.append(out)
+        if progress is not None:
+            progress(index + 1, len(files), out.name)
+    return written

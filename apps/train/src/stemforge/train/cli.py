@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 
 # Modules that provide ``register(subparsers)``; a group is listed once its module exists.
-COMMAND_MODULES: tuple[str, ...] = ("stemforge.train.data_cli",)
+COMMAND_MODULES: tuple[str, ...] = ("stemforge.train.data_cli", "stemforge.train.fit_cli")
 
 
 class UserError(Exception):
@@ -23,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stemforge-train", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:
+            # A group whose module has not been written yet is simply not offered.
+            continue
         module = importlib.import_module(name)
         module.register(subparsers)
     return parser

@@ -1,0 +1,107 @@
+"""Datasets the training app feeds to the loop: fixed-length multi-stem audio segments and JSB chorale
+crops. Audio is read with stemforge-data's ``read_audio`` (resampled to the model's rate); chorales
+come from stemforge-midi's ``load_jsb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+
+class StemSegmentDataset(Dataset):
+    """(S, N) float32 segments cut from track folders holding one ``<stem>.flac`` per stem name.
+
+    A stem file missing from a track is silence (allowed, as a Slakh track without that
+    instrument). Segments start every ``hop`` samples; the tail shorter than a segment is dropped.
+    """
+
+    def __init__(
+        self,
+        track_dirs: Sequence[Path],
+        stem_names: Sequence[str],
+        sample_rate: int,
+        segment_samples: int,
+        hop: int | None = None,
+        extension: str = "flac",
+    ) -> None:
+        from stemforge.data import read_audio
+
+        if not track_dirs:
+            raise ValueError(
+                "StemSegmentDataset: no track folders given; set data.tracks to folders of stem files"
+            )
+        self.stem_names = tuple(stem_names)
+        self.sample_rate = sample_rate
+        self.segment_samples = segment_samples
+        hop = hop or segment_samples
+        self.tracks: list[Tensor] = []
+        self.index: list[tuple[int, int]] = []
+        for track in track_dirs:
+            track = Path(track)
+            if not track.is_dir():
+                raise ValueError(
+                    f"{track}: not a folder; data.tracks lists folders holding <stem>.{extension} files"
+                )
+            waves: dict[str, Tensor] = {}
+            for name in self.stem_names:
+                path = track / f"{name}.{extension}"
+                if path.is_file():
+                    waves[name], _ = read_audio(path, sample_rate=sample_rate, mono=True)
+            if not waves:
+                raise ValueError(
+                    f"{track}: none of the stems {list(self.stem_names)} is present as <stem>.{extension}; "
+                    "check data.stems against the file names"
+                )
+            length = max(w.shape[-1] for w in waves.values())
+            stack = torch.zeros(len(self.stem_names), length)
+            for s, name in enumerate(self.stem_names):
+                if name in waves:
+                    stack[s, : waves[name].shape[-1]] = waves[name]
+            self.tracks.append(stack)
+            for start in range(0, length - segment_samples + 1, hop):
+                self.index.append((len(self.tracks) - 1, start))
+        if not self.index:
+            raise ValueError(
+                f"StemSegmentDataset: every track is shorter than one segment ({segment_samples} samples); "
+                "use shorter data.segment_seconds or longer tracks"
+            )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> Tensor:
+        track, start = self.index[i]
+        return self.tracks[track][:, start : start + self.segment_samples].clone()
+
+
+class ChoraleCropDataset(Dataset):
+    """(4, T) int64 SATB voice tokens: crops of ``length`` 16th-note steps from JSB chorales.
+
+    Crops start every ``hop`` steps; ``hop=None`` gives one crop per chorale (its start), which is
+    Coconet's evaluation protocol for fixed-length windows.
+    """
+
+    def __init__(self, split: str, length: int, hop: int | None = None) -> None:
+        from stemforge.midi import load_jsb
+
+        self.chorales = [c for c in load_jsb(split) if c.shape[-1] >= length]  # type: ignore[arg-type]
+        if not self.chorales:
+            raise ValueError(f"no JSB {split} chorale is {length} steps long; use a shorter data.length")
+        self.length = length
+        self.index = [
+            (c, start)
+            for c, chorale in enumerate(self.chorales)
+            for start in range(0, chorale.shape[-1] - length + 1, hop or chorale.shape[-1])
+        ]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> Tensor:
+        c, start = self.index[i]
+        return self.chorales[c][:, start : start + self.length].clone()

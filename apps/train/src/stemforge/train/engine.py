@@ -1,0 +1,345 @@
+"""The training loop shared by every model kind (Lightning Fabric + DeepSpeed ZeRO).
+
+Per optimizer step: ``grad_accum`` micro-batches (DeepSpeed accumulates and clips), AdamW with
+linear warm-up, an EMA update, CSV/TensorBoard logging, periodic validation and checkpoints. All
+randomness of step s on rank r (noise, timesteps, masks, dropout) is drawn from generators seeded by
+(seed, r, s), so restoring the step and the data position restores the random stream too: a
+resumed run continues the uninterrupted run's loss curve exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+
+from stemforge.train.checkpoint import (
+    checkpoint_name,
+    finalize_checkpoint,
+    latest_checkpoint,
+    read_meta,
+    write_text_atomic,
+)
+from stemforge.train.config import TrainConfig
+from stemforge.train.ema import EMA
+from stemforge.train.lr import warmup_lr
+from stemforge.train.sampler import DataPosition, ShardedBatchSampler
+from stemforge.train.strategy import make_fabric
+from stemforge.train.tasks import build_task
+from stemforge.train.tasks.base import Task, to_device
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; the message names the step and the last good checkpoint."""
+
+
+@dataclass
+class FitResult:
+    step: int
+    rank: int
+    last_checkpoint: Path | None
+    losses: dict[int, float] = field(default_factory=dict)
+    val_losses: dict[int, float] = field(default_factory=dict)
+
+
+def step_seed(seed: int, rank: int, step: int, micro: int) -> int:
+    """A distinct 63-bit seed per (run seed, rank, optimizer step, micro-batch)."""
+    value = (seed * 0x9E3779B1 + rank * 0x85EBCA77 + step * 0xC2B2AE3D + micro * 0x27D4EB2F) & ((1 << 63) - 1)
+    return value or 1
+
+
+class RunLog:
+    """Rank-0 CSV (+ optional TensorBoard) metrics; resuming truncates rows after the resumed step."""
+
+    FIELDS = ("step", "split", "loss", "lr", "samples_per_s", "extra")
+
+    def __init__(self, out_dir: Path, tensorboard: bool, resume_step: int | None) -> None:
+        self.path = out_dir / "metrics.csv"
+        rows: list[dict[str, str]] = []
+        if resume_step is not None and self.path.is_file():
+            with self.path.open() as fh:
+                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(self.path, buf.getvalue())
+        self._fh = self.path.open("a", newline="")
+        self._csv = csv.DictWriter(self._fh, fieldnames=self.FIELDS)
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                raise RuntimeError(
+                    "run.tensorboard is true but tensorboard is not installed; "
+                    "install it with `pip install 'stemforge-train[tensorboard]'` or set run.tensorboard=false"
+                ) from err
+            self._tb = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step)
+
+    def write(
+        self, step: int, split: str, loss: float, lr: float, samples_per_s: float, extra: Mapping[str, float]
+    ) -> None:
+        self._csv.writerow(
+            {
+                "step": step,
+                "split": split,
+                "loss": repr(loss),
+                "lr": repr(lr),
+                "samples_per_s": f"{samples_per_s:.3f}",
+                "extra": ";".join(f"{k}={v:.6g}" for k, v in sorted(extra.items())),
+            }
+        )
+        self._fh.flush()
+        if self._tb is not None:
+            self._tb.add_scalar(f"{split}/loss", loss, step)
+            if split == "train":
+                self._tb.add_scalar("train/lr", lr, step)
+                self._tb.add_scalar("train/samples_per_s", samples_per_s, step)
+            for key, value in extra.items():
+                self._tb.add_scalar(f"{split}/{key}", value, step)
+
+    def close(self) -> None:
+        self._fh.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+class _Progress:
+    """A rich progress bar on a terminal; plain log lines otherwise."""
+
+    def __init__(self, enabled: bool, total: int, start: int) -> None:
+        self.enabled = enabled
+        self._bar = None
+        if enabled and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeRemainingColumn(),
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("train", total=total, completed=start, status="")
+
+    def update(self, step: int, status: str, log_line: bool) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step, status=status)
+        elif self.enabled and log_line:
+            print(f"step {step}: {status}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _loader(task: Task, dataset: Any, sampler: Any, num_workers: int) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=task.collate,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def _validate(fabric: Any, task: Task, model: Any, dataset: Any, config: TrainConfig) -> float:
+    """Mean loss over ``run.val_batches`` fixed batches (same noise every time)."""
+    run = config.run
+    sampler = ShardedBatchSampler(
+        len(dataset), run.batch_size, fabric.global_rank, fabric.world_size, seed=run.seed, shuffle=False
+    )
+    batches = min(run.val_batches, sampler.batches_per_epoch)
+    total = torch.zeros((), dtype=torch.float64)
+    model.eval()
+    with torch.no_grad():
+        for i in range(batches):
+            items = [dataset[j] for j in sampler.batch_indices(0, i)]
+            batch = to_device(task.collate(items), fabric.device)
+            gen = torch.Generator().manual_seed(step_seed(run.seed + 7, fabric.global_rank, 0, i))
+            torch.manual_seed(step_seed(run.seed + 11, fabric.global_rank, 0, i))
+            loss, _ = task.loss(model, batch, gen)
+            total += float(loss.detach().float())
+    model.train()
+    mean = fabric.all_reduce(total.to(torch.float32) / max(batches, 1), reduce_op="mean")
+    return float(mean)
+
+
+def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None) -> FitResult:
+    """Train ``config`` from scratch, or resume from the newest checkpoint in ``run.out_dir``."""
+    run, optim = config.run, config.optim
+    out_dir = Path(run.out_dir)
+    ckpt_root = out_dir / "checkpoints"
+    fabric = make_fabric(config.dist, optim, run.batch_size, run.grad_accum)
+    fabric.launch()
+    rank0 = fabric.global_rank == 0
+    if fabric.device.type == "cpu":
+        # Each local rank gets its share of the cores (torch would give every process all of them).
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, config.dist.devices)))
+
+    # Identical initial weights on every rank; per-step seeds take over in the loop.
+    fabric.seed_everything(run.seed, workers=True, verbose=False)
+    task = build_task(config)
+    with fabric.init_module():
+        raw_model = task.build_model()
+    if config.dist.activation_checkpointing:
+        if not hasattr(raw_model, "set_gradient_checkpointing"):
+            raise ValueError(
+                f"dist.activation_checkpointing is true but {type(raw_model).__name__} has no "
+                "set_gradient_checkpointing(); turn it off for this task"
+            )
+        raw_model.set_gradient_checkpointing(True)
+    optimizer = torch.optim.AdamW(
+        [p for p in raw_model.parameters() if p.requires_grad],
+        lr=optim.lr,
+        betas=optim.betas,
+        weight_decay=optim.weight_decay,
+        eps=optim.eps,
+    )
+    model, optimizer = fabric.setup(raw_model, optimizer)
+    ema = EMA(raw_model, optim.ema_decay)
+
+    step = 0
+    position = DataPosition()
+    resume_from = latest_checkpoint(ckpt_root)
+    if resume_from is not None:
+        state: dict[str, Any] = {"model": model, "optimizer": optimizer, "step": 0, "position": {}}
+        fabric.load(resume_from / "checkpoint", state)
+        meta = read_meta(resume_from)
+        step = int(meta["step"])
+        position = DataPosition(**meta["position"])
+        ema.load_state_tensors(load_file(resume_from / "ema.safetensors"))
+        if rank0 and run.progress:
+            print(f"resumed from {resume_from} at step {step}", file=sys.stderr, flush=True)
+
+    if rank0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    fabric.barrier()
+    log = RunLog(out_dir, run.tensorboard, step if resume_from is not None else None) if rank0 else None
+
+    train_set = task.train_dataset()
+    val_set = task.val_dataset()
+    sampler = ShardedBatchSampler(
+        len(train_set), run.batch_size, fabric.global_rank, fabric.world_size, run.seed, position
+    )
+    if run.fixed_batch:
+        fixed_items = [train_set[j] for j in sampler.batch_indices(0, 0)]
+
+        def batches() -> Any:
+            while True:
+                yield task.collate(fixed_items)
+
+        batch_iter = batches()
+    else:
+        batch_iter = iter(_loader(task, train_set, sampler, run.num_workers))
+
+    result = FitResult(step=step, rank=fabric.global_rank, last_checkpoint=resume_from)
+    progress = _Progress(rank0 and run.progress, run.max_steps, step)
+    samples_per_step = run.batch_size * run.grad_accum * fabric.world_size
+    window_start, window_steps = time.perf_counter(), 0
+
+    def save(at_step: int) -> Path:
+        tmp = ckpt_root / f".{checkpoint_name(at_step)}.tmp"
+        client = {
+            "model": model,
+            "optimizer": optimizer,
+            "step": at_step,
+            "position": dataclasses.asdict(position),
+        }
+        fabric.save(tmp / "checkpoint", client)
+        fabric.barrier()
+        final = ckpt_root / checkpoint_name(at_step)
+        if rank0:
+            meta = {
+                "step": at_step,
+                "position": dataclasses.asdict(position),
+                "world_size": fabric.world_size,
+                "config": config.to_dict(),
+                "export": task.export_meta(),
+            }
+            finalize_checkpoint(ckpt_root, tmp, at_step, meta, ema.state_tensors(), run.keep_last)
+        fabric.barrier()
+        return final
+
+    try:
+        while step < run.max_steps:
+            lr = warmup_lr(optim.lr, step, optim.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            step_loss = torch.zeros(())
+            extras: dict[str, float] = {}
+            for micro in range(run.grad_accum):
+                batch = to_device(next(batch_iter), fabric.device)
+                if not run.fixed_batch:
+                    position = sampler.advance(position)
+                seed = step_seed(run.seed, fabric.global_rank, step, micro)
+                torch.manual_seed(seed)
+                gen = torch.Generator().manual_seed(seed)
+                loss, metrics = task.loss(model, batch, gen)
+                bad = fabric.all_reduce(
+                    torch.tensor(0.0 if torch.isfinite(loss).item() else 1.0), reduce_op="sum"
+                )
+                if float(bad) > 0:
+                    last = latest_checkpoint(ckpt_root)
+                    raise NonFiniteLossError(
+                        f"non-finite loss ({float(loss)}) at step {step + 1} on {int(bad)} rank(s); "
+                        f"last good checkpoint: {last if last is not None else 'none (no checkpoint written yet)'}; "
+                        "lower optim.lr or raise optim.warmup_steps and resume from it"
+                    )
+                fabric.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+                step_loss += loss.detach().float().cpu() / run.grad_accum
+                for key, value in metrics.items():
+                    extras[key] = extras.get(key, 0.0) + float(value) / run.grad_accum
+            ema.update(raw_model)
+            step += 1
+            window_steps += 1
+            mean_loss = float(fabric.all_reduce(step_loss, reduce_op="mean"))
+            result.losses[step] = mean_loss
+            if on_step is not None:
+                on_step(step, mean_loss)
+            if step % run.log_every == 0 or step == run.max_steps:
+                elapsed = time.perf_counter() - window_start
+                speed = window_steps * samples_per_step / max(elapsed, 1e-9)
+                if log is not None:
+                    log.write(step, "train", mean_loss, lr, speed, extras)
+                progress.update(step, f"loss {mean_loss:.4f}  {speed:.1f} samples/s", log_line=True)
+                window_start, window_steps = time.perf_counter(), 0
+            else:
+                progress.update(step, f"loss {mean_loss:.4f}", log_line=False)
+            if val_set is not None and run.val_every > 0 and step % run.val_every == 0:
+                val_loss = _validate(fabric, task, model, val_set, config)
+                result.val_losses[step] = val_loss
+                if log is not None:
+                    log.write(step, "val", val_loss, lr, 0.0, {})
+                if rank0:
+                    task.on_validation(raw_model, out_dir / "samples", step)
+                fabric.barrier()
+            if step % run.ckpt_every == 0 or step == run.max_steps:
+                result.last_checkpoint = save(step)
+    finally:
+        progress.close()
+        if log is not None:
+            log.close()
+    result.step = step
+    if not math.isfinite(result.losses.get(step, 0.0)):
+        raise NonFiniteLossError(f"loss is not finite at step {step}")
+    return result

@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+
+from stemforge.train.config import ConfigError, TrainConfig, apply_overrides, load_config
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_every_shipped_config_loads():
+    configs = sorted((ROOT / "configs").glob("*.yaml"))
+    assert configs, "configs/ holds no YAML files"
+    for path in configs:
+        config = load_config(path)
+        assert config.task in ("mel_vae", "vocoder", "waveform_ae", "ldm", "midi")
+        assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_overrides_are_parsed_as_yaml_and_nested(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("task: midi\nrun:\n  max_steps: 5\n")
+    config = load_config(path, ["run.max_steps=12", "optim.lr=2e-4", "dist.zero_stage=3", "model.preset=x"])
+    assert config.run.max_steps == 12
+    assert config.optim.lr == pytest.approx(2e-4)
+    assert config.dist.zero_stage == 3
+    assert config.model == {"preset": "x"}
+
+
+def test_apply_overrides_does_not_modify_input():
+    raw = {"run": {"max_steps": 1}}
+    out = apply_overrides(raw, ["run.max_steps=3"])
+    assert raw == {"run": {"max_steps": 1}}
+    assert out["run"]["max_steps"] == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        ("task: midi\nrun:\n  max_stpes: 5\n", [], "unknown key"),
+        ("task: nope\n", [], "is not one of"),
+        ("task: midi\n", ["dist.zero_stage=4"], "dist.zero_stage"),
+        ("task: midi\n", ["run.batch_size=two"], "must be an integer"),
+        ("task: midi\n", ["run.max_steps"], "expected KEY=VALUE"),
+        ("run: {}\n", [], "missing required key task"),
+        ("task: [unclosed\n", [], "not valid YAML"),
+    ],
+)
+def test_bad_configs_name_the_problem(tmp_path, text, overrides, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path, overrides)
+    if not overrides:
+        assert str(path) in str(info.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")

@@ -7,6 +7,7 @@ are fixed here. Unknown keys are errors, so a typo never silently falls back to 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import typing
 from collections.abc import Mapping, Sequence
@@ -117,10 +118,8 @@ def _check_value(tp: Any, value: Any, where: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, str):
             # YAML 1.1 reads "2e-4" (no dot) as a string.
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{source}: {where} must be a number, got {value!r}")
         return float(value)

@@ -12,6 +12,7 @@ from stemforge.midi.grouping import (
 )
 from stemforge.midi.io import MidiError, check_midi, load_midi, write_midi
 from stemforge.midi.jsb import JSB_PROGRAMS, JSB_SPLITS, JSB_STEMS, jsb_midi, load_jsb, load_jsb_splits
+from stemforge.midi.roll import MAX_STEPS, PianoRoll, TempoMap, midi_to_roll, notes_on_grid, roll_to_midi
 from stemforge.midi.voices import NUM_CLASSES, REST, roll_to_voices, voices_to_midi, voices_to_roll
 
 __all__ = [
@@ -21,10 +22,13 @@ __all__ = [
     "JSB_PROGRAMS",
     "JSB_SPLITS",
     "JSB_STEMS",
+    "MAX_STEPS",
     "NUM_CLASSES",
     "REST",
     "MidiError",
+    "PianoRoll",
     "StemMap",
+    "TempoMap",
     "__version__",
     "check_midi",
     "family_programs",
@@ -34,6 +38,9 @@ __all__ = [
     "load_jsb",
     "load_jsb_splits",
     "load_midi",
+    "midi_to_roll",
+    "notes_on_grid",
+    "roll_to_midi",
     "roll_to_voices",
     "voices_to_midi",
     "voices_to_roll",

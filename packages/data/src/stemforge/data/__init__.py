@@ -14,6 +14,7 @@ from stemforge.data.render import (
     resolve_soundfont,
 )
 from stemforge.data.resample import resample
+from stemforge.data.slakh_dataset import DroppedTrack, SlakhDataset, TrackEntry, scan_tracks
 from stemforge.data.slakh_format import (
     SLAKH_SPLITS,
     SlakhFormatError,
@@ -28,12 +29,15 @@ __all__ = [
     "JSB_TO_SLAKH",
     "SLAKH_SPLITS",
     "AudioError",
+    "DroppedTrack",
     "RenderConfig",
     "RenderError",
     "RenderedStem",
     "RenderedTrack",
+    "SlakhDataset",
     "SlakhFormatError",
     "StemInfo",
+    "TrackEntry",
     "TrackInfo",
     "__version__",
     "audio_info",
@@ -48,6 +52,7 @@ __all__ = [
     "render_midi_folder",
     "resample",
     "resolve_soundfont",
+    "scan_tracks",
     "write_audio",
     "write_slakh_track",
 ]

@@ -1,8 +1,8 @@
 """Integrated loudness of ITU-R BS.1770-4 (LUFS) for mono signals.
 
 K-weighting is the cascade of the standard's two biquads (a high shelf of +4 dB above ~1.7 kHz and
-a high-pass at ~38 Hz), with coefficients for any sample rate from the analogue prototypes
-(RBJ cookbook / bilinear transform, the parameters used by pyloudnorm). The filter is applied as
+a high-pass at ~38 Hz), with coefficients for any sample rate from their analogue prototypes
+(bilinear transform with pre-warping, as libebur128 does). The filter is applied as
 its exact frequency response on a zero-padded FFT (linear, not circular, convolution up to the
 filter's tail beyond the padding, which decays below 1e-12 within the 0.5 s pad). Gating follows
 BS.1770-4: 400 ms blocks with 75 % overlap, an absolute gate at -70 LUFS and a relative gate 10 LU
@@ -17,38 +17,29 @@ import math
 import numpy as np
 import torch
 
-_SHELF = {"gain_db": 3.99984385397, "q": 0.7071752369554193, "fc": 1681.9744509555319}
-_HIGHPASS = {"q": 0.5003270373253953, "fc": 38.13547087613982}
+_SHELF_F0, _SHELF_GAIN_DB, _SHELF_Q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
+_HIGHPASS_F0, _HIGHPASS_Q = 38.13547087602444, 0.5003270373238773
 ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
 
 
 def k_weighting_coefficients(sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(b, a) of the high shelf, (b, a) of the high-pass], each normalised so that a[0] = 1."""
-    a_gain = 10 ** (_SHELF["gain_db"] / 40)
-    w0 = 2 * math.pi * _SHELF["fc"] / sample_rate
-    alpha = math.sin(w0) / (2 * _SHELF["q"])
-    cos, sq = math.cos(w0), math.sqrt(a_gain)
-    b_shelf = np.array(
-        [
-            a_gain * ((a_gain + 1) + (a_gain - 1) * cos + 2 * sq * alpha),
-            -2 * a_gain * ((a_gain - 1) + (a_gain + 1) * cos),
-            a_gain * ((a_gain + 1) + (a_gain - 1) * cos - 2 * sq * alpha),
-        ]
-    )
-    a_shelf = np.array(
-        [
-            (a_gain + 1) - (a_gain - 1) * cos + 2 * sq * alpha,
-            2 * ((a_gain - 1) - (a_gain + 1) * cos),
-            (a_gain + 1) - (a_gain - 1) * cos - 2 * sq * alpha,
-        ]
-    )
-    w0 = 2 * math.pi * _HIGHPASS["fc"] / sample_rate
-    alpha = math.sin(w0) / (2 * _HIGHPASS["q"])
-    cos = math.cos(w0)
-    b_hp = np.array([(1 + cos) / 2, -(1 + cos), (1 + cos) / 2])
-    a_hp = np.array([1 + alpha, -2 * cos, 1 - alpha])
-    return [(b_shelf / a_shelf[0], a_shelf / a_shelf[0]), (b_hp / a_hp[0], a_hp / a_hp[0])]
+    """[(b, a) of the high shelf, (b, a) of the high-pass] at ``sample_rate``, with a[0] = 1.
+
+    The analogue prototypes of BS.1770's two stages, bilinear-transformed with frequency
+    pre-warping (the design of libebur128); at 48 kHz they give the standard's Tables 1 and 2.
+    """
+    k = math.tan(math.pi * _SHELF_F0 / sample_rate)
+    vh = 10 ** (_SHELF_GAIN_DB / 20)
+    vb = vh**0.4996667741545416
+    a0 = 1 + k / _SHELF_Q + k * k
+    b_shelf = np.array([(vh + vb * k / _SHELF_Q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / _SHELF_Q + k * k) / a0])
+    a_shelf = np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / _SHELF_Q + k * k) / a0])
+    k = math.tan(math.pi * _HIGHPASS_F0 / sample_rate)
+    a0 = 1 + k / _HIGHPASS_Q + k * k
+    b_hp = np.array([1.0, -2.0, 1.0])
+    a_hp = np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / _HIGHPASS_Q + k * k) / a0])
+    return [(b_shelf, a_shelf), (b_hp, a_hp)]
 
 
 def k_weight(wave: np.ndarray, sample_rate: int) -> np.ndarray:

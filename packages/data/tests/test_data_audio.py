@@ -65,7 +65,7 @@ def test_bad_files(tmp_path):
         read_audio(garbage)
     truncated = tmp_path / "cut.flac"
     truncated.write_bytes((CHORALE / "mix.flac").read_bytes()[:40])
-    with pytest.raises(AudioError, match="cut.flac"):
+    with pytest.raises(AudioError, match=r"cut\.flac"):
         read_audio(truncated)
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, dtype=np.float32), 16000)

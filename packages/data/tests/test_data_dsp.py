@@ -26,7 +26,9 @@ def reference_resample(x: np.ndarray, orig: int, new: int, k: np.ndarray, zeros:
     for kk in k:
         d = kk * orig / new - n
         u = r * d / zeros
-        window = np.where(np.abs(u) <= 1, np.i0(beta * np.sqrt(np.clip(1 - u**2, 0, None))) / np.i0(beta), 0.0)
+        window = np.where(
+            np.abs(u) <= 1, np.i0(beta * np.sqrt(np.clip(1 - u**2, 0, None))) / np.i0(beta), 0.0
+        )
         out.append(np.sum(x * r * np.sinc(r * d) * window))
     return np.array(out)
 
@@ -126,5 +128,8 @@ def test_loudness_known_values():
 
 
 def test_fixture_stems_are_equally_loud():
-    loud = [integrated_loudness(sf.read(CHORALE / f"{s}.flac")[0], 16000) for s in ("soprano", "alto", "tenor", "bass")]
+    loud = [
+        integrated_loudness(sf.read(CHORALE / f"{s}.flac")[0], 16000)
+        for s in ("soprano", "alto", "tenor", "bass")
+    ]
     assert max(loud) - min(loud) < 0.05

@@ -33,7 +33,9 @@ def k_weighting_coefficients(sample_rate: int) -> list[tuple[np.ndarray, np.ndar
     vh = 10 ** (_SHELF_GAIN_DB / 20)
     vb = vh**0.4996667741545416
     a0 = 1 + k / _SHELF_Q + k * k
-    b_shelf = np.array([(vh + vb * k / _SHELF_Q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / _SHELF_Q + k * k) / a0])
+    b_shelf = np.array(
+        [(vh + vb * k / _SHELF_Q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / _SHELF_Q + k * k) / a0]
+    )
     a_shelf = np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / _SHELF_Q + k * k) / a0])
     k = math.tan(math.pi * _HIGHPASS_F0 / sample_rate)
     a0 = 1 + k / _HIGHPASS_Q + k * k

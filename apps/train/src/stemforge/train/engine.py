@@ -224,7 +224,7 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
         step = int(meta["step"])
         position = DataPosition(**meta["position"])
         ema.load_state_tensors(load_file(resume_from / "ema.safetensors"))
-        if rank0 and run.progress:
+        if rank0:
             print(f"resumed from {resume_from} at step {step}", file=sys.stderr, flush=True)
 
     if rank0:

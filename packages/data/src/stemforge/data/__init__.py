@@ -3,6 +3,8 @@
 from stemforge.data.__about__ import __version__
 from stemforge.data.audio import AudioError, audio_info, read_audio, write_audio
 from stemforge.data.corpus import JSB_TO_SLAKH, find_midi_files, render_jsb, render_midi_folder
+from stemforge.data.descriptors import StemDescriptors, describe_stem
+from stemforge.data.instructions import InstructionFn, InstructionWriter
 from stemforge.data.loudness import integrated_loudness
 from stemforge.data.render import (
     RenderConfig,
@@ -24,24 +26,30 @@ from stemforge.data.slakh_format import (
     read_metadata,
     write_slakh_track,
 )
+from stemforge.data.triplets import SubtractiveTripletDataset, subtractive_triplet
 
 __all__ = [
     "JSB_TO_SLAKH",
     "SLAKH_SPLITS",
     "AudioError",
     "DroppedTrack",
+    "InstructionFn",
+    "InstructionWriter",
     "RenderConfig",
     "RenderError",
     "RenderedStem",
     "RenderedTrack",
     "SlakhDataset",
     "SlakhFormatError",
+    "StemDescriptors",
     "StemInfo",
+    "SubtractiveTripletDataset",
     "TrackEntry",
     "TrackInfo",
     "__version__",
     "audio_info",
     "default_soundfont",
+    "describe_stem",
     "find_midi_files",
     "integrated_loudness",
     "list_tracks",
@@ -53,6 +61,7 @@ __all__ = [
     "resample",
     "resolve_soundfont",
     "scan_tracks",
+    "subtractive_triplet",
     "write_audio",
     "write_slakh_track",
 ]

@@ -26,6 +26,7 @@ def mixture_pyramid(mix_latent: torch.Tensor, sizes: Sequence[tuple[int, int, in
             "the mixture latent without a stem axis"
         )
     full = tuple(mix_latent.shape[1:])
+    compute = torch.promote_types(mix_latent.dtype, torch.float32)
     levels = []
     for size in sizes:
         if len(size) != 3 or any(s < 1 or n % s for n, s in zip(full, size)):
@@ -37,5 +38,7 @@ def mixture_pyramid(mix_latent: torch.Tensor, sizes: Sequence[tuple[int, int, in
         if kernel == (1, 1, 1):
             levels.append(mix_latent)
         else:
-            levels.append(F.avg_pool3d(mix_latent.unsqueeze(1), kernel, stride=kernel).squeeze(1))
+            # Averages in float32 at least: bf16 pooling is inaccurate (and missing on CPU).
+            pooled = F.avg_pool3d(mix_latent.unsqueeze(1).to(compute), kernel, stride=kernel)
+            levels.append(pooled.squeeze(1).to(mix_latent.dtype))
     return levels

@@ -18,6 +18,7 @@ from stemforge.codec.losses import (
 from stemforge.codec.mel import MelConfig, MelFrontEnd, mel_filterbank
 from stemforge.codec.mel_vae_codec import MelVAECodec, MelVAECodecConfig
 from stemforge.codec.resample import resample
+from stemforge.codec.steps import estimate_scale_factor, vae_step, vocoder_step, waveform_autoencoder_step
 from stemforge.codec.waveform_autoencoder import WaveformAutoencoder, WaveformAutoencoderConfig
 from stemforge.codec.waveform_codec import WaveformCodec
 
@@ -41,6 +42,7 @@ __all__ = [
     "chunk_bounds",
     "codec_from_config",
     "discriminator_adversarial_loss",
+    "estimate_scale_factor",
     "feature_matching_loss",
     "generator_adversarial_loss",
     "kl_loss",
@@ -51,4 +53,7 @@ __all__ = [
     "resample",
     "save_codec",
     "vae_loss",
+    "vae_step",
+    "vocoder_step",
+    "waveform_autoencoder_step",
 ]

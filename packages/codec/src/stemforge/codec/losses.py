@@ -113,9 +113,10 @@ def multi_scale_spectral_loss(
             mag_ref
         )
         log_magnitude = log_magnitude + F.l1_loss(torch.log(mag_pred), torch.log(mag_ref))
-        # |Y| cos(dphi) = Re(Ŷ conj(Y)) / |Ŷ|
+        # |Y| cos(dphi) = Re(Ŷ conj(Y)) / |Ŷ|; the target needs no gradient, so |Y| needs no epsilon.
         aligned = (spec_pred.real * spec_ref.real + spec_pred.imag * spec_ref.imag) / mag_pred
-        phase = phase + torch.sum(mag_ref - aligned) / torch.sum(mag_ref)
+        weight = spec_ref.abs()
+        phase = phase + torch.sum(weight - aligned) / torch.sum(weight)
     count = len(sizes)
     convergence, log_magnitude, phase = convergence / count, log_magnitude / count, phase / count
     return {

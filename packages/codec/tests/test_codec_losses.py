@@ -103,7 +103,7 @@ def test_spectral_loss_separates_magnitude_and_phase() -> None:
     shifted = multi_scale_spectral_loss(
         torch.sin(2 * torch.pi * 440 * t + 2.0)[None], ref, fft_sizes=(512, 128)
     )
-    assert float(shifted["phase"]) > 1.0 and float(shifted["convergence"]) < 0.05
+    assert float(shifted["phase"]) > 1.0 and float(shifted["convergence"]) < 0.3
     with pytest.raises(ValueError, match="differ"):
         multi_scale_spectral_loss(ref, ref[..., :-1])
 

@@ -302,5 +302,6 @@ def render_midi(
         for stem in stems:
             if stem.audio is not None:
                 stem.audio = (stem.audio * np.float32(gain)).astype(np.float32)
-                stem.integrated_loudness = integrated_loudness(stem.audio, sr)
+                # Loudness scales with the gain (the absolute gate at -70 LUFS aside).
+                stem.integrated_loudness = config.target_lufs + 20 * float(np.log10(gain))
     return track

@@ -1,0 +1,265 @@
+"""``stemforge-train data``: render MIDI corpora to Slakh format and inspect Slakh-format folders.
+
+stemforge-train data render --source jsb --split train --out DIR [--soundfont PATH]
+    [--sample-rate 16000] [--limit N] [--seed S] [--overwrite]
+stemforge-train data render --source MIDI_DIR --split train --out DIR ...
+stemforge-train data info DIR [--all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from stemforge.data import (
+    JSB_TO_SLAKH,
+    SLAKH_SPLITS,
+    AudioError,
+    RenderConfig,
+    RenderError,
+    SlakhFormatError,
+    audio_info,
+    find_midi_files,
+    read_metadata,
+    render_jsb,
+    render_midi_folder,
+)
+from stemforge.midi import JSB_SPLITS, MidiError
+from stemforge.train.cli import UserError
+
+#: Rows of the per-track table shown by ``data info`` without ``--all``.
+MAX_ROWS = 12
+
+
+def register(subparsers: Any) -> None:
+    data = subparsers.add_parser("data", help="prepare and inspect Slakh-format audio corpora")
+    commands = data.add_subparsers(dest="data_command", required=True)
+
+    render = commands.add_parser(
+        "render",
+        help="render the embedded JSB chorales or a folder of MIDI files to Slakh format",
+        description="Render MIDI to one audio file per stem with a General MIDI SoundFont, in Slakh2100's layout.",
+    )
+    render.add_argument(
+        "--source", required=True, help="'jsb' (the embedded chorales) or a folder of .mid files"
+    )
+    render.add_argument(
+        "--split",
+        default="train",
+        help="JSB split (train, valid, test) or, for a MIDI folder, the output split folder (train, validation, test)",
+    )
+    render.add_argument("--out", required=True, type=Path, help="root folder of the Slakh-format output")
+    render.add_argument("--soundfont", default=None, help="a .sf2 path, or 'fluidr3_gm' (default: TimGM6mb)")
+    render.add_argument(
+        "--sample-rate", type=int, default=16000, help="output sample rate in Hz (default 16000)"
+    )
+    render.add_argument("--limit", type=int, default=None, help="render at most N pieces")
+    render.add_argument("--seed", type=int, default=0, help="seed of the preset draws (default 0)")
+    render.add_argument("--overwrite", action="store_true", help="replace tracks that already exist")
+    render.set_defaults(func=run_render)
+
+    info = commands.add_parser(
+        "info", help="summarise a Slakh-format folder: tracks, stems, durations, splits"
+    )
+    info.add_argument("root", type=Path, help="root folder of a Slakh-format dataset")
+    info.add_argument(
+        "--all", action="store_true", help=f"list every track (default: the first {MAX_ROWS} per split)"
+    )
+    info.set_defaults(func=run_info)
+
+
+def _console() -> Console:
+    # No emoji or markup guessing: a source such as "jsb:train:0" must print as written.
+    return Console(emoji=False, highlight=False)
+
+
+def _check_out(out: Path, split_folder: str, count: int, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder; give a folder for --out")
+    existing = [out / split_folder / f"Track{i + 1:05d}" for i in range(count)]
+    clash = [p for p in existing if p.exists()]
+    if clash and not overwrite:
+        raise UserError(
+            f"{clash[0]}: already exists ({len(clash)} of the {count} tracks to write); "
+            "pass --overwrite to replace them or choose another --out"
+        )
+
+
+def run_render(args: argparse.Namespace) -> int:
+    console = _console()
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit}: give a positive number of pieces")
+    try:
+        config = RenderConfig(
+            sample_rate=args.sample_rate,
+            soundfont=args.soundfont,
+            program_policy="keep" if args.source == "jsb" else "family",
+        )
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    started = time.perf_counter()
+    progress = Progress(
+        TextColumn("[bold]rendering[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    try:
+        if args.source == "jsb":
+            if args.split not in JSB_SPLITS:
+                raise UserError(
+                    f"--split {args.split!r}: the JSB chorales have splits {', '.join(JSB_SPLITS)}"
+                )
+            from stemforge.midi import load_jsb
+
+            total = len(load_jsb(args.split))
+            count = total if args.limit is None else min(args.limit, total)
+            split_folder = JSB_TO_SLAKH[args.split]
+            _check_out(args.out, split_folder, count, args.overwrite)
+            with progress:
+                task = progress.add_task(f"JSB {args.split}", total=count)
+                render_jsb(
+                    args.out,
+                    args.split,
+                    limit=args.limit,
+                    config=config,
+                    seed=args.seed,
+                    overwrite=args.overwrite,
+                    progress=lambda done, _total, _name: progress.update(task, completed=done),
+                )
+        else:
+            source = Path(args.source)
+            if not source.is_dir():
+                raise UserError(f"--source {args.source!r}: give 'jsb' or an existing folder of MIDI files")
+            if args.split not in SLAKH_SPLITS:
+                raise UserError(
+                    f"--split {args.split!r}: for a MIDI folder use one of {', '.join(SLAKH_SPLITS)}"
+                )
+            files = find_midi_files(source)
+            if not files:
+                raise UserError(f"{source}: no .mid or .midi files found")
+            count = len(files) if args.limit is None else min(args.limit, len(files))
+            split_folder = args.split
+            _check_out(args.out, split_folder, count, args.overwrite)
+            with progress:
+                task = progress.add_task(str(source), total=count)
+                render_midi_folder(
+                    source,
+                    args.out,
+                    args.split,
+                    limit=args.limit,
+                    config=config,
+                    seed=args.seed,
+                    overwrite=args.overwrite,
+                    progress=lambda done, _total, _name: progress.update(task, completed=done),
+                )
+    except (MidiError, RenderError, AudioError, SlakhFormatError) as err:
+        raise UserError(str(err)) from err
+    elapsed = time.perf_counter() - started
+    console.print(f"rendered {count} tracks to {args.out / split_folder} in {elapsed:.1f} s")
+    _print_summary(console, args.out, show_all=False)
+    return 0
+
+
+def _track_rows(root: Path) -> dict[str, list[dict[str, Any]]]:
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for split in (*SLAKH_SPLITS, "omitted"):
+        folder = root / split
+        if not folder.is_dir():
+            continue
+        for track_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            try:
+                info = read_metadata(track_dir)
+            except SlakhFormatError as err:
+                raise UserError(str(err)) from err
+            mix = track_dir / "mix.flac"
+            frames = rate = 0
+            if mix.is_file():
+                frames, rate, _ = audio_info(mix)
+            else:
+                rendered = [s.path for s in info.stems if s.audio_rendered and s.path.is_file()]
+                if rendered:
+                    frames, rate, _ = audio_info(rendered[0])
+            stems = [
+                (s.stem_name or s.inst_class.lower()) + ("" if s.audio_rendered else " (not rendered)")
+                for s in info.stems
+            ]
+            rows[split].append(
+                {
+                    "name": track_dir.name,
+                    "seconds": frames / rate if rate else 0.0,
+                    "rate": rate,
+                    "stems": stems,
+                    "classes": [s.inst_class for s in info.stems if s.audio_rendered],
+                    "source": str(info.metadata.get("lmd_midi_dir", "")),
+                }
+            )
+    return rows
+
+
+def _print_summary(console: Console, root: Path, *, show_all: bool) -> None:
+    rows = _track_rows(root)
+    if not rows:
+        raise UserError(
+            f"{root}: not a Slakh-format folder (no {'/'.join(SLAKH_SPLITS)} folders holding TrackNNNNN/metadata.yaml); "
+            "create one with `stemforge-train data render`"
+        )
+    for split, tracks in rows.items():
+        table = Table(title=f"{root / split}", title_justify="left")
+        for column in ("track", "duration", "rate", "stems", "source"):
+            table.add_column(column, justify="right" if column in ("duration", "rate") else "left")
+        shown = tracks if show_all else tracks[:MAX_ROWS]
+        for row in shown:
+            table.add_row(
+                row["name"],
+                f"{row['seconds']:.1f} s",
+                f"{row['rate']} Hz",
+                ", ".join(row["stems"]),
+                row["source"],
+            )
+        if len(shown) < len(tracks):
+            table.add_row(f"... {len(tracks) - len(shown)} more", "", "", "", "(--all lists them)")
+        console.print(table)
+    summary = Table(title="summary", title_justify="left")
+    for column in ("split", "tracks", "hours", "mean length", "stems per track", "stem classes"):
+        summary.add_column(column)
+    for split, tracks in rows.items():
+        seconds = sum(r["seconds"] for r in tracks)
+        classes: dict[str, int] = defaultdict(int)
+        for r in tracks:
+            for c in set(r["classes"]):
+                classes[c] += 1
+        summary.add_row(
+            split,
+            str(len(tracks)),
+            f"{seconds / 3600:.2f}",
+            f"{seconds / max(len(tracks), 1):.1f} s",
+            f"{sum(len(r['stems']) for r in tracks) / max(len(tracks), 1):.1f}",
+            ", ".join(f"{c} ({n})" for c, n in sorted(classes.items())),
+        )
+    console.print(summary)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    root: Path = args.root
+    if not root.is_dir():
+        raise UserError(f"{root}: no such folder; give the root of a Slakh-format dataset")
+    _print_summary(_console(), root, show_all=args.all)
+    return 0

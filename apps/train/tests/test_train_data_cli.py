@@ -1,0 +1,127 @@
+"""``stemforge-train data render`` and ``data info`` on real renders, in-process and as a real process."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import yaml
+
+from stemforge.train.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
+MIDI = ROOT / "tests" / "fixtures" / "midi"
+
+
+@pytest.fixture(scope="module")
+def jsb_out(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "jsb"
+    assert (
+        main(["data", "render", "--source", "jsb", "--split", "test", "--out", str(out), "--limit", "2"]) == 0
+    )
+    return out
+
+
+def test_render_jsb_writes_slakh_tracks(jsb_out, capsys):
+    tracks = sorted((jsb_out / "test").iterdir())
+    assert [t.name for t in tracks] == ["Track00001", "Track00002"]
+    meta = yaml.safe_load((tracks[0] / "metadata.yaml").read_text())
+    assert [meta["stems"][k]["stem_name"] for k in ("S00", "S01", "S02", "S03")] == [
+        "soprano",
+        "alto",
+        "tenor",
+        "bass",
+    ]
+    assert meta["sample_rate"] == 16000 and meta["lmd_midi_dir"] == "jsb:test:0"
+    assert sf.info(tracks[0] / "mix.flac").samplerate == 16000
+
+
+def test_info_prints_tracks_durations_and_splits(jsb_out, capsys):
+    assert main(["data", "info", str(jsb_out)]) == 0
+    out = capsys.readouterr().out
+    frames = sf.info(jsb_out / "test" / "Track00002" / "mix.flac").frames
+    assert "Track00002" in out and f"{frames / 16000:.1f} s" in out
+    assert "soprano, alto, tenor, bass" in out and "jsb:test:1" in out
+    assert "summary" in out and "test" in out
+
+
+def test_render_refuses_to_overwrite_then_overwrites(jsb_out, capsys):
+    args = ["data", "render", "--source", "jsb", "--split", "test", "--out", str(jsb_out), "--limit", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Track00001: already exists" in err and "--overwrite" in err and "Traceback" not in err
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_render_midi_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(
+        ["data", "render", "--source", str(MIDI), "--split", "validation", "--out", str(out), "--seed", "4"]
+    )
+    assert code == 0
+    tracks = sorted((out / "validation").iterdir())
+    assert len(tracks) == 4
+    band = yaml.safe_load((tracks[0] / "metadata.yaml").read_text())
+    assert band["lmd_midi_dir"] == "band_tempo_changes.mid"
+    assert [s["inst_class"] for s in band["stems"].values()] == [
+        "Drums",
+        "Piano",
+        "Guitar",
+        "Bass",
+        "Strings (continued)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "jsb", "--split", "validation"], "splits train, valid, test"),
+        (["--source", "jsb", "--limit", "0"], "--limit 0"),
+        (["--source", "jsb", "--soundfont", "/nonexistent/x.sf2"], "no such SoundFont"),
+        (["--source", "jsb", "--sample-rate", "100"], "sample_rate=100"),
+        (["--source", "/nonexistent/folder"], "give 'jsb' or an existing folder"),
+    ],
+)
+def test_render_user_errors(tmp_path, capsys, args, message):
+    assert main(["data", "render", "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "train").exists() or not any((tmp_path / "o" / "train").iterdir())
+
+
+def test_bad_midi_file_in_folder_is_named(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(MIDI / "waltz_fixed.mid", src / "a.mid")
+    (src / "b.mid").write_bytes((MIDI / "band_tempo_changes.mid").read_bytes()[:50])
+    assert main(["data", "render", "--source", str(src), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "b.mid" in err and "truncated or corrupt" in err
+    assert not (tmp_path / "o" / "train").exists()  # every file is checked before any is written
+
+
+def test_info_on_a_folder_that_is_not_slakh(tmp_path, capsys):
+    (tmp_path / "train").mkdir()
+    assert main(["data", "info", str(tmp_path)]) == 2
+    assert "not a Slakh-format folder" in capsys.readouterr().err
+    assert main(["data", "info", str(tmp_path / "missing")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "train" / "Track00001").mkdir()
+    (tmp_path / "train" / "Track00001" / "metadata.yaml").write_text("- just a list\n")
+    assert main(["data", "info", str(tmp_path)]) == 2
+    assert "no 'stems' mapping" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_process(jsb_out):
+    result = subprocess.run(
+        [sys.executable, "-m", "stemforge.train.cli", "data", "info", str(jsb_out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Track00001" in result.stdout

@@ -12,6 +12,7 @@ from stemforge.midi.grouping import (
 )
 from stemforge.midi.io import MidiError, check_midi, load_midi, write_midi
 from stemforge.midi.jsb import JSB_PROGRAMS, JSB_SPLITS, JSB_STEMS, jsb_midi, load_jsb, load_jsb_splits
+from stemforge.midi.music21_corpus import iter_music21_corpus, music21_corpus_paths, music21_to_midi
 from stemforge.midi.roll import MAX_STEPS, PianoRoll, TempoMap, midi_to_roll, notes_on_grid, roll_to_midi
 from stemforge.midi.voices import NUM_CLASSES, REST, roll_to_voices, voices_to_midi, voices_to_roll
 
@@ -34,11 +35,14 @@ __all__ = [
     "family_programs",
     "group_instruments",
     "instrument_class",
+    "iter_music21_corpus",
     "jsb_midi",
     "load_jsb",
     "load_jsb_splits",
     "load_midi",
     "midi_to_roll",
+    "music21_corpus_paths",
+    "music21_to_midi",
     "notes_on_grid",
     "roll_to_midi",
     "roll_to_voices",

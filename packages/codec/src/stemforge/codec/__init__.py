@@ -17,6 +17,13 @@ from stemforge.codec.losses import (
 )
 from stemforge.codec.mel import MelConfig, MelFrontEnd, mel_filterbank
 from stemforge.codec.mel_vae_codec import MelVAECodec, MelVAECodecConfig
+from stemforge.codec.musicldm import (
+    load_musicldm_codec,
+    load_musicldm_vae,
+    load_musicldm_vocoder,
+    map_hifigan_state_dict,
+    map_ldm_vae_state_dict,
+)
 from stemforge.codec.resample import resample
 from stemforge.codec.steps import estimate_scale_factor, vae_step, vocoder_step, waveform_autoencoder_step
 from stemforge.codec.waveform_autoencoder import WaveformAutoencoder, WaveformAutoencoderConfig
@@ -47,6 +54,11 @@ __all__ = [
     "generator_adversarial_loss",
     "kl_loss",
     "load_codec",
+    "load_musicldm_codec",
+    "load_musicldm_vae",
+    "load_musicldm_vocoder",
+    "map_hifigan_state_dict",
+    "map_ldm_vae_state_dict",
     "mel_filterbank",
     "multi_scale_spectral_loss",
     "overlap_add",

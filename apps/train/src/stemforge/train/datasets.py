@@ -105,3 +105,49 @@ class ChoraleCropDataset(Dataset):
     def __getitem__(self, i: int) -> Tensor:
         c, start = self.index[i]
         return self.chorales[c][:, start : start + self.length].clone()
+
+
+class _SlakhStems(Dataset):
+    """stemforge-data's ``SlakhDataset`` (evaluation order, no random shift) as (S, N) tensors; the
+    training loop's sampler does the shuffling and rank sharding."""
+
+    def __init__(self, inner: Dataset) -> None:
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.inner[i]["stems"]
+
+
+def audio_segments(
+    data: dict, split: str, stem_names: Sequence[str], sample_rate: int, segment_samples: int
+) -> Dataset:
+    """(S, N) multi-stem segments of one split: ``data.slakh_root`` (a Slakh2100-format folder, real or
+    rendered, read by stemforge-data's ``SlakhDataset``) or ``data.<split>_tracks`` (folders of
+    ``<stem>.flac`` files)."""
+    if data.get("slakh_root"):
+        from stemforge.data.slakh_dataset import SlakhDataset
+
+        slakh_split = {"val": "validation"}.get(split, split)
+        return _SlakhStems(
+            SlakhDataset(
+                data["slakh_root"],
+                slakh_split,
+                stems=tuple(stem_names),
+                group_by=data.get("group_by", "inst_class"),
+                sample_rate=sample_rate,
+                segment_samples=segment_samples,
+                train=False,
+            )
+        )
+    key = f"{split}_tracks"
+    if key not in data:
+        raise ValueError(f"data.{key} is missing; list folders of <stem>.flac files, or set data.slakh_root")
+    hop = int(segment_samples * float(data.get("hop_fraction", 1.0))) or None
+    return StemSegmentDataset([Path(p) for p in data[key]], stem_names, sample_rate, segment_samples, hop=hop)
+
+
+def has_split(data: dict, split: str) -> bool:
+    return bool(data.get("slakh_root")) or f"{split}_tracks" in data

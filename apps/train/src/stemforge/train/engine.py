@@ -198,12 +198,14 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
     with fabric.init_module():
         raw_model = task.build_model()
     if config.dist.activation_checkpointing:
-        if not hasattr(raw_model, "set_gradient_checkpointing"):
+        # stemforge-unet3d's activation checkpointing (recompute each block in the backward pass).
+        target = getattr(raw_model, "unet", raw_model)
+        if not hasattr(target, "gradient_checkpointing"):
             raise ValueError(
-                f"dist.activation_checkpointing is true but {type(raw_model).__name__} has no "
-                "set_gradient_checkpointing(); turn it off for this task"
+                f"dist.activation_checkpointing is true but {type(target).__name__} has no "
+                "gradient_checkpointing switch; turn it off for this task"
             )
-        raw_model.set_gradient_checkpointing(True)
+        target.gradient_checkpointing = True
     optimizer = torch.optim.AdamW(
         [p for p in raw_model.parameters() if p.requires_grad],
         lr=optim.lr,

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from einops import rearrange
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from stemforge.train.config import TrainConfig
-from stemforge.train.datasets import StemSegmentDataset
+from stemforge.train.datasets import audio_segments, has_split
 from stemforge.train.tasks.base import package_versions
 
 
@@ -27,19 +28,6 @@ def _model_config(cls: Any, spec: Mapping[str, Any]) -> Any:
     preset = spec.pop("preset", None)
     base = cls.from_name(preset).to_dict() if preset else {}
     return cls.from_dict({**base, **spec})
-
-
-def audio_tracks(data: Mapping[str, Any], split: str) -> list[Path]:
-    """Track folders of one split: ``data.<split>_tracks`` (a list of folders) or, with ``data.slakh_root``,
-    the Slakh-format tracks of that split via stemforge-data."""
-    if data.get("slakh_root"):
-        from stemforge.data import list_tracks
-
-        return list_tracks(data["slakh_root"], {"val": "validation"}.get(split, split))
-    key = f"{split}_tracks"
-    if key not in data:
-        raise ValueError(f"data.{key} is missing; list the folders of stem files, or set data.slakh_root")
-    return [Path(p) for p in data[key]]
 
 
 class CodecTask:
@@ -89,20 +77,13 @@ class CodecTask:
         cls = {"waveform_ae": WaveformAutoencoder, "mel_vae": AutoencoderKL, "vocoder": HiFiGAN}[self.kind]
         return cls.from_config(self.model_config)
 
-    def _dataset(self, split: str) -> StemSegmentDataset:
-        return StemSegmentDataset(
-            audio_tracks(self.data, split),
-            self.stem_names,
-            self.sample_rate,
-            self.segment_samples,
-            hop=int(self.segment_samples * float(self.data.get("hop_fraction", 0.5))) or None,
-        )
+    def train_dataset(self) -> Dataset:
+        return audio_segments(self.data, "train", self.stem_names, self.sample_rate, self.segment_samples)
 
-    def train_dataset(self) -> StemSegmentDataset:
-        return self._dataset("train")
-
-    def val_dataset(self) -> StemSegmentDataset | None:
-        return self._dataset("val") if "val_tracks" in self.data or self.data.get("slakh_root") else None
+    def val_dataset(self) -> Dataset | None:
+        if not has_split(self.data, "val"):
+            return None
+        return audio_segments(self.data, "val", self.stem_names, self.sample_rate, self.segment_samples)
 
     def collate(self, items: list[Tensor]) -> Tensor:
         # Each stem of each segment is one example: (B, S, N) -> (B * S, N).

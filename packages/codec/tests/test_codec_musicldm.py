@@ -155,8 +155,12 @@ class RefResBlock1(nn.Module):
     def __init__(self, ch: int, k: int, dilation: tuple[int, ...]) -> None:
         super().__init__()
         wn = nn.utils.weight_norm
-        self.convs1 = nn.ModuleList(wn(nn.Conv1d(ch, ch, k, 1, dilation=d, padding=get_padding(k, d))) for d in dilation)
-        self.convs2 = nn.ModuleList(wn(nn.Conv1d(ch, ch, k, 1, dilation=1, padding=get_padding(k, 1))) for _ in dilation)
+        self.convs1 = nn.ModuleList(
+            wn(nn.Conv1d(ch, ch, k, 1, dilation=d, padding=get_padding(k, d))) for d in dilation
+        )
+        self.convs2 = nn.ModuleList(
+            wn(nn.Conv1d(ch, ch, k, 1, dilation=1, padding=get_padding(k, 1))) for _ in dilation
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for c1, c2 in zip(self.convs1, self.convs2):
@@ -174,7 +178,9 @@ class RefGenerator(nn.Module):
         self.ups = nn.ModuleList()
         for i, (u, k) in enumerate(zip(h.upsample_rates, h.upsample_kernel_sizes)):
             c = h.upsample_initial_channel
-            self.ups.append(wn(nn.ConvTranspose1d(c // (2**i), c // (2 ** (i + 1)), k, u, padding=(k - u) // 2)))
+            self.ups.append(
+                wn(nn.ConvTranspose1d(c // (2**i), c // (2 ** (i + 1)), k, u, padding=(k - u) // 2))
+            )
         self.resblocks = nn.ModuleList()
         for i in range(len(self.ups)):
             ch = h.upsample_initial_channel // (2 ** (i + 1))
@@ -216,7 +222,9 @@ def references() -> tuple[RefAutoencoderKL, RefGenerator]:
 
 
 @pytest.fixture(scope="module")
-def musicldm_file(tmp_path_factory: pytest.TempPathFactory, references: tuple[RefAutoencoderKL, RefGenerator]) -> Path:
+def musicldm_file(
+    tmp_path_factory: pytest.TempPathFactory, references: tuple[RefAutoencoderKL, RefGenerator]
+) -> Path:
     """A Lightning-style MusicLDM checkpoint: VAE + bundled vocoder (weight norm folded) + scale_factor."""
     vae, gen = references
     state = {f"first_stage_model.{k}": v for k, v in vae.state_dict().items()}
@@ -226,14 +234,19 @@ def musicldm_file(tmp_path_factory: pytest.TempPathFactory, references: tuple[Re
         if hasattr(module, "weight_g"):
             nn.utils.remove_weight_norm(module)
     state |= {f"first_stage_model.vocoder.{k}": v for k, v in folded.state_dict().items()}
-    state |= {"scale_factor": torch.tensor(0.9227), "model.diffusion_model.input_blocks.0.0.weight": torch.randn(4, 4)}
+    state |= {
+        "scale_factor": torch.tensor(0.9227),
+        "model.diffusion_model.input_blocks.0.0.weight": torch.randn(4, 4),
+    }
     path = tmp_path_factory.mktemp("musicldm") / "musicldm-ckpt.ckpt"
     torch.save({"state_dict": state, "epoch": 3, "global_step": 1000}, path)
     return path
 
 
 @pytest.fixture(scope="module")
-def hifigan_file(tmp_path_factory: pytest.TempPathFactory, references: tuple[RefAutoencoderKL, RefGenerator]) -> Path:
+def hifigan_file(
+    tmp_path_factory: pytest.TempPathFactory, references: tuple[RefAutoencoderKL, RefGenerator]
+) -> Path:
     """An original HiFi-GAN generator file: {"generator": state dict with weight_g / weight_v}."""
     path = tmp_path_factory.mktemp("hifigan") / "g_01000000"
     state = references[1].state_dict()
@@ -256,7 +269,9 @@ def test_vae_mapping_reproduces_reference_outputs(references, musicldm_file: Pat
 
 @torch.no_grad()
 @pytest.mark.parametrize("which", ["hifigan", "musicldm"])
-def test_vocoder_mapping_reproduces_reference_outputs(references, hifigan_file: Path, musicldm_file: Path, which: str) -> None:
+def test_vocoder_mapping_reproduces_reference_outputs(
+    references, hifigan_file: Path, musicldm_file: Path, which: str
+) -> None:
     _, ref = references
     vocoder = load_musicldm_vocoder(hifigan_file if which == "hifigan" else musicldm_file, VOC_CFG)
     mel = torch.randn(2, 12, 64)
@@ -270,7 +285,7 @@ def test_codec_from_musicldm_checkpoint(references, musicldm_file: Path, hifigan
     assert float(codec.scale_factor) == pytest.approx(0.9227)
     wave = 0.1 * torch.randn(1, 2, 2560)
     latent = codec.encode(wave)
-    ref_vae, ref_gen = references
+    ref_vae, _ = references
     mel = codec.mel(wave[0])
     ref_latent = ref_vae.quant_conv(ref_vae.encoder(mel[:, None])).chunk(2, dim=1)[0] * 0.9227
     torch.testing.assert_close(latent[0], ref_latent, rtol=1e-4, atol=1e-4)
@@ -299,7 +314,7 @@ def test_files_that_are_not_what_they_claim(tmp_path: Path, musicldm_file: Path,
         load_musicldm_vae(tmp_path / "missing.ckpt")
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"this is not a checkpoint" * 10)
-    with pytest.raises(ValueError, match="garbage.ckpt: not a PyTorch checkpoint"):
+    with pytest.raises(ValueError, match=r"garbage\.ckpt: not a PyTorch checkpoint"):
         load_musicldm_vae(garbage)
     pickled = tmp_path / "object.ckpt"
     torch.save({"state_dict": {"encoder.conv_in.weight": torch.zeros(1)}, "cfg": Path("x")}, pickled)
@@ -308,11 +323,27 @@ def test_files_that_are_not_what_they_claim(tmp_path: Path, musicldm_file: Path,
     with pytest.raises(ValueError, match="no latent-diffusion VAE weights"):
         load_musicldm_vae(hifigan_file)
     vae_only = tmp_path / "vae_only.ckpt"
-    torch.save({k: v for k, v in torch.load(musicldm_file, weights_only=True)["state_dict"].items() if ".vocoder." not in k}, vae_only)
+    torch.save(
+        {
+            k: v
+            for k, v in torch.load(musicldm_file, weights_only=True)["state_dict"].items()
+            if ".vocoder." not in k
+        },
+        vae_only,
+    )
     with pytest.raises(ValueError, match="no HiFi-GAN generator weights"):
         load_musicldm_vocoder(vae_only)
     # The real MSG-LD shapes differ from this small file: the error names the file and the shapes.
-    with pytest.raises(ValueError, match=r"musicldm-ckpt.ckpt: does not match the AutoencoderKL configuration"):
+    with pytest.raises(
+        ValueError, match=r"musicldm-ckpt.ckpt: does not match the AutoencoderKL configuration"
+    ):
         load_musicldm_vae(musicldm_file)
     with pytest.raises(ValueError, match="HiFiGAN configuration"):
-        load_musicldm_vocoder(hifigan_file, HiFiGANConfig(upsample_initial_channel=64, resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3, 5),) * 2))
+        load_musicldm_vocoder(
+            hifigan_file,
+            HiFiGANConfig(
+                upsample_initial_channel=64,
+                resblock_kernel_sizes=(3, 7),
+                resblock_dilation_sizes=((1, 3, 5),) * 2,
+            ),
+        )

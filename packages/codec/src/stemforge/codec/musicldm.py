@@ -50,7 +50,9 @@ def read_torch_state_dict(path: str | Path) -> dict[str, Tensor]:
     """``torch.load(weights_only=True)``; unwraps ``state_dict`` / ``generator``; tensors only."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; pass the path of a MusicLDM/AudioLDM or HiFi-GAN checkpoint")
+        raise FileNotFoundError(
+            f"{path}: no such file; pass the path of a MusicLDM/AudioLDM or HiFi-GAN checkpoint"
+        )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -178,4 +180,3 @@ def load_musicldm_codec(
     if chosen is not None:
         codec.scale_factor.fill_(chosen)
     return codec.eval()
-

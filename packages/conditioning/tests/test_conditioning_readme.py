@@ -1,0 +1,13 @@
+"""The README example runs as written."""
+
+import re
+from pathlib import Path
+
+
+def test_readme_example_runs(capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)  # type: ignore[union-attr]
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "'mix_latent'" in out and "'text_pooled'" in out and "(1, 8, 32, 2)" in out
+    assert "torch.Size([1, 384])" in out

@@ -77,7 +77,13 @@ class SoundFontSynth:
     """One loaded SoundFont rendering mono float32 at ``sample_rate``; reset between tracks."""
 
     def __init__(self, path: Path, sample_rate: int, max_voices: int = 256) -> None:
-        from tinysoundfont import _tinysoundfont as tsf
+        try:
+            from tinysoundfont import _tinysoundfont as tsf
+        except ImportError as err:
+            raise RenderError(
+                "tinysoundfont is not installed; install it without its live-playback dependency "
+                "(pyaudio): pip install --no-deps tinysoundfont==0.3.7"
+            ) from err
 
         self._tsf = tsf
         self._data = path.read_bytes()

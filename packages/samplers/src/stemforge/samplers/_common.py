@@ -1,0 +1,117 @@
+"""Pieces shared by the samplers: timestep grids, the model call, hooks and seeded noise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from stemforge.samplers.objectives import Model, Prediction, expand_like, x0_and_eps
+from stemforge.samplers.schedules import NoiseSchedule
+
+Spacing = Literal["trailing", "leading", "linspace"]
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a step callback receives: step ``index`` of ``total``, the timestep ``t`` the model saw,
+    the state ``x`` after the step and the model's clean-sample estimate ``denoised``."""
+
+    index: int
+    total: int
+    t: float
+    x: Tensor
+    denoised: Tensor
+
+
+StepCallback = Callable[[StepInfo], None]
+Progress = Callable[[Iterable[int]], Iterable[int]]
+DenoisedFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def timesteps(schedule: NoiseSchedule, num_steps: int, spacing: Spacing = "trailing") -> list[int]:
+    """Descending training timesteps for a sampler of ``num_steps`` steps.
+
+    ``trailing`` starts at ``N-1`` (Lin et al. 2023, table 2; needed for zero terminal SNR),
+    ``leading`` is Latent Diffusion's "uniform" DDIM grid (``range(0, N, N // n) + 1``, MSG-LD's
+    sampler), ``linspace`` rounds ``linspace(N-1, 0, n)``.
+    """
+    n_train = schedule.num_steps
+    if not 1 <= num_steps <= n_train:
+        raise ValueError(f"num_steps={num_steps} must lie in [1, {n_train}] (the schedule's training steps)")
+    if spacing == "trailing":
+        grid = [round(n_train - 1 - i * n_train / num_steps) for i in range(num_steps)]
+    elif spacing == "leading":
+        stride = n_train // num_steps
+        grid = [min(i * stride + 1, n_train - 1) for i in range(num_steps)][::-1]
+    elif spacing == "linspace":
+        grid = torch.linspace(n_train - 1, 0, num_steps).round().long().tolist()
+    else:
+        raise ValueError(f"spacing={spacing!r} is unknown; use 'trailing', 'leading' or 'linspace'")
+    if len(set(grid)) != len(grid):
+        raise ValueError(
+            f"spacing={spacing!r} with num_steps={num_steps} repeats a timestep; use fewer steps"
+        )
+    return grid
+
+
+def check_latent(x: Tensor, name: str = "x_T") -> None:
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{name} must be a floating tensor, got {x.dtype}; pass float32 or bfloat16 noise")
+    if x.ndim < 2:
+        raise ValueError(f"{name} must be batch-first (B, ...), got shape {tuple(x.shape)}")
+
+
+def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal float32 noise shaped like ``x``, drawn on the generator's device."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32).to(x.device)
+
+
+def schedule_terms(schedule: NoiseSchedule, t: float, like: Tensor) -> tuple[Tensor, Tensor]:
+    """``(alpha_t, sigma_t)`` as float32 scalars on ``like``'s device."""
+    return (
+        schedule.alpha(float(t)).to(like.device, torch.float32),
+        schedule.sigma(float(t)).to(like.device, torch.float32),
+    )
+
+
+def denoise(
+    model: Model,
+    x: Tensor,
+    t: float,
+    schedule: NoiseSchedule,
+    cond: dict[str, Tensor] | None,
+    prediction: Prediction,
+    model_dtype: torch.dtype,
+    denoised_fn: DenoisedFn | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One model call at timestep ``t``; returns float32 ``(x0, eps)`` after ``denoised_fn``.
+
+    The state ``x`` is kept in float32; the model sees it in ``model_dtype`` (the input's dtype).
+    When ``denoised_fn`` changes ``x0``, ``eps`` is recomputed from it so that the step stays on the
+    same noise level (``eps = (x_t - alpha x0) / sigma``).
+    """
+    t_batch = torch.full((x.shape[0],), float(t), device=x.device, dtype=torch.float32)
+    output = model(x.to(model_dtype), t_batch, cond).float()
+    if output.shape != x.shape:
+        raise ValueError(
+            f"the model returned shape {tuple(output.shape)} for an input of shape {tuple(x.shape)}; "
+            "a diffusion model must return a prediction shaped like its input"
+        )
+    alpha, sigma = schedule_terms(schedule, t, x)
+    x0, eps = x0_and_eps(output, x, alpha, sigma, prediction)
+    if denoised_fn is not None:
+        x0 = denoised_fn(x0, t_batch)
+        eps = (x - alpha * x0) / sigma
+    return x0, eps
+
+
+def steps(total: int, progress: Progress | None) -> Iterable[int]:
+    return progress(range(total)) if progress is not None else range(total)
+
+
+__all__ = ["expand_like"]

@@ -5,21 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stemforge.unet3d import UNet3D, UNet3DConfig, mixture_pyramid
-
-
-def randomized(config: UNet3DConfig, seed: int = 0) -> UNet3D:
-    """A model whose zero-initialised layers (output conv, attention projections, FiLM) are random,
-    so that every input path reaches the output."""
-    torch.manual_seed(seed)
-    model = UNet3D(config).eval()
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model
-
+from stemforge.unet3d import UNet3DConfig, mixture_pyramid
 
 SHAPE = (2, 4, 4, 16, 8)  # (B, S, C, T, F)
 
@@ -32,7 +18,7 @@ def _inputs(seed: int = 1):
     return x, t, mix
 
 
-def test_mixture_is_added_before_every_encoder_block_and_after_every_skip_concatenation() -> None:
+def test_mixture_is_added_before_every_encoder_block_and_after_every_skip_concatenation(randomized) -> None:
     model = randomized(UNet3DConfig.from_name("tiny"))
     x, t, mix = _inputs()
     seen: dict[str, list] = {"in": [], "out": []}
@@ -70,7 +56,7 @@ def test_mixture_is_added_before_every_encoder_block_and_after_every_skip_concat
         previous = block_out
 
 
-def test_dropped_rows_equal_absent_and_zero_mixture_and_batch_rows_are_independent() -> None:
+def test_dropped_rows_equal_absent_and_zero_mixture_and_batch_rows_are_independent(randomized) -> None:
     model = randomized(UNet3DConfig.from_name("tiny"))
     x, t, mix = _inputs()
     with torch.no_grad():
@@ -87,7 +73,7 @@ def test_dropped_rows_equal_absent_and_zero_mixture_and_batch_rows_are_independe
     torch.testing.assert_close(mixed[1], absent[1], rtol=0, atol=1e-5)
 
 
-def test_batched_cfg_pass_equals_two_separate_passes() -> None:
+def test_batched_cfg_pass_equals_two_separate_passes(randomized) -> None:
     model = randomized(UNet3DConfig.from_name("tiny"))
     x, t, mix = _inputs()
     with torch.no_grad():
@@ -125,7 +111,7 @@ def _full_cond(seed: int = 2) -> dict[str, torch.Tensor]:
     ],
 )
 def test_each_input_matters_and_its_drop_uses_the_learned_null(
-    key: str, drop_key: str, null_keys: tuple
+    randomized, key: str, drop_key: str, null_keys: tuple
 ) -> None:
     model = randomized(_full_config())
     x, t, mix = _inputs()
@@ -150,7 +136,7 @@ def test_each_input_matters_and_its_drop_uses_the_learned_null(
     assert (all_dropped[0] - dropped[0]).abs().max() > 1e-3
 
 
-def test_masked_text_tokens_are_ignored() -> None:
+def test_masked_text_tokens_are_ignored(randomized) -> None:
     model = randomized(_full_config())
     x, t, mix = _inputs()
     cond = {"mix_latent": mix, **_full_cond()}
@@ -161,7 +147,7 @@ def test_masked_text_tokens_are_ignored() -> None:
         torch.testing.assert_close(model(x, t, edited), model(x, t, cond), rtol=1e-5, atol=1e-5)
 
 
-def test_drop_mask_nulls_every_input_at_once() -> None:
+def test_drop_mask_nulls_every_input_at_once(randomized) -> None:
     model = randomized(_full_config())
     x, t, mix = _inputs()
     cond = {"mix_latent": mix, **_full_cond()}
@@ -171,7 +157,7 @@ def test_drop_mask_nulls_every_input_at_once() -> None:
     torch.testing.assert_close(dropped, absent, rtol=1e-5, atol=1e-5)
 
 
-def test_conditioning_shapes_are_checked() -> None:
+def test_conditioning_shapes_are_checked(randomized) -> None:
     model = randomized(_full_config())
     x, t, _ = _inputs()
     with pytest.raises(ValueError, match=r"cond\['style'\] has shape"):

@@ -7,24 +7,13 @@ import dataclasses
 import pytest
 import torch
 
-from stemforge.unet3d import UNet3D, UNet3DConfig
+from stemforge.unet3d import UNet3DConfig
 
 FRAMES_60S = 1500
 
 
-def randomized(config: UNet3DConfig, seed: int = 0) -> UNet3D:
-    torch.manual_seed(seed)
-    model = UNet3D(config).eval()
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model
-
-
 @pytest.mark.parametrize("window", [4, 0], ids=["local", "global"])
-def test_sixty_second_latent_gives_finite_output(window: int) -> None:
+def test_sixty_second_latent_gives_finite_output(randomized, window: int) -> None:
     model = randomized(UNet3DConfig.from_name("tiny-dpb", time_window=window))
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, 2, FRAMES_60S, 8, generator=gen)
@@ -36,7 +25,7 @@ def test_sixty_second_latent_gives_finite_output(window: int) -> None:
     assert out.std() > 0.01
 
 
-def test_time_shift_equivariance_away_from_the_edges() -> None:
+def test_time_shift_equivariance_away_from_the_edges(randomized) -> None:
     """Cropping s frames off the start shifts the output by s, except within the receptive field of
     the edges: a model run on a long latent computes what it computes on shorter windows of it."""
     model = randomized(UNet3DConfig.from_name("tiny-dpb"))
@@ -57,7 +46,7 @@ def test_time_shift_equivariance_away_from_the_edges() -> None:
     assert (full[..., shift : shift + 4, :] - cropped[..., :4, :]).abs().max() > 1e-2
 
 
-def test_receptive_field_is_finite_with_a_time_window() -> None:
+def test_receptive_field_is_finite_with_a_time_window(randomized) -> None:
     model = randomized(UNet3DConfig.from_name("tiny-dpb"))
     x = torch.randn(1, 4, 2, 160, 8, generator=torch.Generator().manual_seed(2))
     t = torch.tensor([10.0])
@@ -77,7 +66,7 @@ def test_global_dpb_config_uses_frame_norm_and_time_attention() -> None:
 
 
 @pytest.mark.slow
-def test_sixty_second_latent_at_the_paper_latent_shape() -> None:
+def test_sixty_second_latent_at_the_paper_latent_shape(randomized) -> None:
     model = randomized(UNet3DConfig.from_name("tiny-dpb"))
     x = torch.randn(1, 4, 8, FRAMES_60S, 16, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

@@ -10,17 +10,6 @@ import torch
 from stemforge.unet3d import UNet3D, UNet3DConfig
 
 
-def randomized(config: UNet3DConfig, seed: int = 0) -> UNet3D:
-    torch.manual_seed(seed)
-    model = UNet3D(config)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model
-
-
 def _batch(seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 4, 4, 16, 8, generator=gen)
@@ -29,7 +18,7 @@ def _batch(seed: int = 0):
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny-dpb"])
-def test_activation_checkpointing_gives_the_same_loss_and_gradients(name: str) -> None:
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(randomized, name: str) -> None:
     plain = randomized(UNet3DConfig.from_name(name)).train()
     ckpt = randomized(UNet3DConfig.from_name(name, gradient_checkpointing=True)).train()
     x, t, cond = _batch()
@@ -45,7 +34,7 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(name: str) -
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=lambda m, n=name_a: f"{n}: {m}")
 
 
-def test_checkpointing_saves_activation_memory() -> None:
+def test_checkpointing_saves_activation_memory(randomized) -> None:
     # Saved-for-backward tensors with and without checkpointing, counted through autograd hooks.
     def saved_bytes(model: UNet3D) -> int:
         total = 0
@@ -65,7 +54,7 @@ def test_checkpointing_saves_activation_memory() -> None:
     assert ckpt < plain / 2
 
 
-def test_bf16_forward_is_finite_and_close_to_float32() -> None:
+def test_bf16_forward_is_finite_and_close_to_float32(randomized) -> None:
     model = randomized(UNet3DConfig.from_name("tiny-dpb")).eval()
     x, t, cond = _batch()
     with torch.no_grad():
@@ -80,7 +69,7 @@ def test_bf16_forward_is_finite_and_close_to_float32() -> None:
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny-dpb"])
-def test_forward_traces_without_graph_breaks(name: str) -> None:
+def test_forward_traces_without_graph_breaks(randomized, name: str) -> None:
     torch._dynamo.reset()
     model = randomized(UNet3DConfig.from_name(name, text_dim=8, style_dim=4, stem_mask=True)).eval()
     x, t, cond = _batch()
@@ -98,7 +87,7 @@ def test_forward_traces_without_graph_breaks(name: str) -> None:
     assert explanation.graph_count == 1
 
 
-def test_save_and_load_round_trip(tmp_path) -> None:
+def test_save_and_load_round_trip(randomized, tmp_path) -> None:
     config = UNet3DConfig.from_name("tiny", text_dim=8, stem_mask=True)
     model = randomized(config).eval()
     out_dir = model.save(tmp_path / "ckpt")

@@ -12,7 +12,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before the first use of the triton backend
 
 from stemforge.kernels import triton_available
-from stemforge.unet3d import UNet3D, UNet3DConfig
+from stemforge.unet3d import UNet3DConfig
 
 pytest.importorskip("triton", reason="the triton extra is not installed")
 
@@ -21,18 +21,11 @@ pytest.importorskip("triton", reason="the triton extra is not installed")
 @pytest.mark.skipif(
     not triton_available("cuda" if torch.cuda.is_available() else "cpu"), reason="no CUDA, no interpreter"
 )
-def test_triton_backend_matches_sdpa_in_the_unet() -> None:
+def test_triton_backend_matches_sdpa_in_the_unet(randomized) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     models = {}
     for backend in ("sdpa", "triton"):
-        torch.manual_seed(0)
-        model = UNet3D(UNet3DConfig.from_name("tiny-dpb", attention_backend=backend)).to(device)
-        gen = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            for p in model.parameters():
-                if not p.any():
-                    p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-        models[backend] = model
+        models[backend] = randomized(UNet3DConfig.from_name("tiny-dpb", attention_backend=backend)).to(device)
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(1, 4, 2, 16, 8, generator=gen).to(device)
     t = torch.tensor([321.0], device=device)

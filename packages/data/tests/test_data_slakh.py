@@ -151,3 +151,16 @@ def test_not_a_slakh_folder(tmp_path):
         SlakhDataset(tmp_path, "train")
     with pytest.raises(SlakhFormatError, match="use one of"):
         SlakhDataset(tmp_path, "training")
+
+
+def test_redux_leaves_out_omitted_tracks(slakh_root, tmp_path):
+    root = tmp_path / "redux"
+    for name in ("Track00001", "Track00004"):
+        shutil.copytree(slakh_root / "train" / name, root / "train" / name)
+    (root / "omitted" / "Track00004").mkdir(parents=True)  # redux moved a duplicate of it
+    redux, _ = scan_tracks(root, "train", ("bass", "piano"), variant="redux")
+    orig, _ = scan_tracks(root, "train", ("bass", "piano"), variant="orig")
+    assert [t.name for t in redux] == ["Track00001"]
+    assert [t.name for t in orig] == ["Track00001", "Track00004"]
+    listed, _ = scan_tracks(root, "train", ("bass", "piano"), variant="orig", exclude=["Track00001"])
+    assert [t.name for t in listed] == ["Track00004"]

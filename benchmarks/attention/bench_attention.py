@@ -186,7 +186,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-materialised-gib", type=float, default=3.0,
-                        help="skip reference/bias paths whose one L x L tensor exceeds this")  # fmt: skip
+                        help="skip the SDPA bias path when one L x L float32 tensor exceeds this")  # fmt: skip
+    parser.add_argument("--max-reference-gib", type=float, default=1.0,
+                        help="skip the reference path when one L x L float32 tensor exceeds this")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for the fraction column")
     parser.add_argument(

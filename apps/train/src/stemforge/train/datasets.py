@@ -150,4 +150,4 @@ def audio_segments(
 
 
 def has_split(data: dict, split: str) -> bool:
-    return bool(data.get("slakh_root")) or f"{split}_tracks" in data
+    return bool(data.get("slakh_root")) or bool(data.get(f"{split}_tracks"))

@@ -56,6 +56,39 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _midi_nll(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from stemforge.train.checkpoint import CheckpointError, write_json_atomic
+    from stemforge.train.midi_eval import jsb_framewise_nll, load_midi_model
+
+    try:
+        model, config = load_midi_model(Path(args.model))
+    except (CheckpointError, ValueError) as err:
+        raise UserError(str(err)) from err
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = []
+    for split in args.splits:
+        result = jsb_framewise_nll(
+            model, split, length=args.length, windows=args.windows, batch_size=args.batch_size, seed=args.seed
+        )
+        result["model"] = str(args.model)
+        result["step"] = config.get("step")
+        results.append(result)
+        print(
+            f"{split}: framewise NLL {result['framewise_nll']:.4f} +- {result['stderr']:.4f} nats "
+            f"({result['num_windows']} windows of {args.length} steps, {result['seconds']:.0f} s)"
+        )
+    if args.out:
+        write_json_atomic(Path(args.out), results)
+    else:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
 def register(subparsers: Any) -> None:
     fit_p = subparsers.add_parser("fit", help="train a codec, LDM or MIDI model from a YAML config")
     fit_p.add_argument("config", help="YAML run config, e.g. configs/tiny-midi.yaml")
@@ -85,3 +118,16 @@ def register(subparsers: Any) -> None:
     cache_p.add_argument("--out", required=True, help="output folder for the latent shards")
     cache_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     cache_p.set_defaults(func=_cache)
+
+    nll_p = subparsers.add_parser(
+        "midi-nll", help="framewise chain-rule NLL of an exported MIDI model on JSB splits"
+    )
+    nll_p.add_argument("model", help="exported MIDI model folder (stemforge-train export)")
+    nll_p.add_argument("--splits", nargs="+", default=["valid", "test"], choices=("train", "valid", "test"))
+    nll_p.add_argument("--length", type=int, default=32, help="window length in 16th-note steps")
+    nll_p.add_argument("--windows", choices=("first", "all"), default="first")
+    nll_p.add_argument("--batch-size", type=int, default=128)
+    nll_p.add_argument("--seed", type=int, default=0)
+    nll_p.add_argument("--threads", type=int, default=0)
+    nll_p.add_argument("--out", help="write the results as JSON to this file")
+    nll_p.set_defaults(func=_midi_nll)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -11,7 +12,9 @@ import torch
 from stemforge.codec import chunk_bounds, overlap_add, resample
 
 
-def reference_resample(x: np.ndarray, orig: int, new: int, width: int = 6, rolloff: float = 0.99) -> np.ndarray:
+def reference_resample(
+    x: np.ndarray, orig: int, new: int, width: int = 6, rolloff: float = 0.99
+) -> np.ndarray:
     """y[j] = sum_n x[n] h(n / orig - j / new), h a Hann-windowed sinc at rolloff * min(orig, new) / 2."""
     g = math.gcd(orig, new)
     orig, new = orig // g, new // g
@@ -35,7 +38,9 @@ def test_resample_matches_pointwise_sum(orig: int, new: int) -> None:
     ours = resample(x, orig, new)
     assert ours.shape == (2, math.ceil(300 * new / orig))
     # float64 on both sides: only summation order differs.
-    np.testing.assert_allclose(ours[1].numpy(), reference_resample(x[1].numpy(), orig, new), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(
+        ours[1].numpy(), reference_resample(x[1].numpy(), orig, new), rtol=0, atol=1e-10
+    )
 
 
 def test_resample_keeps_a_tone_and_rejects_bad_rates() -> None:
@@ -44,7 +49,9 @@ def test_resample_keeps_a_tone_and_rejects_bad_rates() -> None:
     out = resample(tone, 22050, 16000)
     t_out = torch.arange(out.shape[-1], dtype=torch.float64) / 16000
     interior = slice(200, -200)  # away from the zero-padded ends
-    torch.testing.assert_close(out[interior], torch.sin(2 * math.pi * 440 * t_out)[interior], rtol=0, atol=2e-3)
+    torch.testing.assert_close(
+        out[interior], torch.sin(2 * math.pi * 440 * t_out)[interior], rtol=0, atol=2e-3
+    )
     assert resample(tone, 16000, 16000) is tone
     with pytest.raises(ValueError, match="positive"):
         resample(tone, 0, 16000)
@@ -55,7 +62,7 @@ def test_chunk_bounds_cover_and_overlap() -> None:
     bounds = chunk_bounds(100, 16, 4)
     assert bounds[0][0] == 0 and bounds[-1][1] == 100
     assert all(b[1] - b[0] == 16 for b in bounds)
-    assert all(nxt[0] < cur[1] and cur[1] - nxt[0] >= 4 for cur, nxt in zip(bounds, bounds[1:]))
+    assert all(nxt[0] < cur[1] and cur[1] - nxt[0] >= 4 for cur, nxt in itertools.pairwise(bounds))
     with pytest.raises(ValueError, match="overlap"):
         chunk_bounds(100, 4, 4)
 

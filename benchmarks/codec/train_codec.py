@@ -58,7 +58,9 @@ EVAL_FFT = (2048, 1024, 512, 256)
 
 def read_tracks(folder: Path) -> list[torch.Tensor]:
     """Every stem file under ``folder`` (Slakh layout ``*/stems/S*.flac`` or flat ``*.flac``) at 16 kHz."""
-    files = sorted(folder.glob("*/stems/*.flac")) or sorted(f for f in folder.glob("*.flac") if f.stem != "mix")
+    files = sorted(folder.glob("*/stems/*.flac")) or sorted(
+        f for f in folder.glob("*.flac") if f.stem != "mix"
+    )
     stems = []
     for path in files:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
@@ -87,14 +89,21 @@ def mr_stft(pred: torch.Tensor, ref: torch.Tensor) -> float:
     return float(losses["convergence"] + losses["log_magnitude"])
 
 
-def griffin_lim(log_mel: torch.Tensor, filters: torch.Tensor, cfg: MelConfig, iters: int = 32) -> torch.Tensor:
+def griffin_lim(
+    log_mel: torch.Tensor, filters: torch.Tensor, cfg: MelConfig, iters: int = 32
+) -> torch.Tensor:
     """Griffin and Lim (1984) from a log-mel (B, T, M): pseudo-inverse filterbank, then iterate."""
     magnitude = torch.clamp(torch.linalg.pinv(filters) @ log_mel.exp().transpose(1, 2), min=0.0)
     window = torch.hann_window(cfg.win_length)
     gen = torch.Generator().manual_seed(0)
     phase = torch.exp(2j * math.pi * torch.rand(magnitude.shape, generator=gen))
     length = log_mel.shape[1] * cfg.hop_length
-    kwargs = {"n_fft": cfg.n_fft, "hop_length": cfg.hop_length, "win_length": cfg.win_length, "window": window}
+    kwargs = {
+        "n_fft": cfg.n_fft,
+        "hop_length": cfg.hop_length,
+        "win_length": cfg.win_length,
+        "window": window,
+    }
     for _ in range(iters):
         wave = torch.istft(magnitude * phase, length=length, **kwargs)
         spec = torch.stft(wave, return_complex=True, **kwargs)[..., : magnitude.shape[-1]]
@@ -137,7 +146,9 @@ def main() -> None:
     heldout_stems = read_tracks(args.heldout) + read_tracks(FIXTURE)
     eval_len = int(args.eval_seconds * 16000) // 640 * 640
     heldout = torch.stack([s[:eval_len] for s in heldout_stems if s.shape[0] >= eval_len])
-    print(f"train: {len(train)} stems, {sum(s.shape[0] for s in train) / 16000:.0f} s; held-out: {heldout.shape[0]} clips of {eval_len / 16000:.2f} s")
+    print(
+        f"train: {len(train)} stems, {sum(s.shape[0] for s in train) / 16000:.0f} s; held-out: {heldout.shape[0]} clips of {eval_len / 16000:.2f} s"
+    )
 
     config = MelVAECodecConfig(
         MelConfig(),
@@ -204,7 +215,10 @@ def main() -> None:
             "baseline: silent mel": {"mel_mse": mel_mse(silent_mel, True)},
             "baseline: training mean mel frame": {"mel_mse": mel_mse(train_mean.expand_as(mel), True)},
             "vocoder(mel(x))": {"mel_mse": mel_mse(vocoded), "mr_stft": mr_stft(vocoded, heldout)},
-            "baseline: Griffin-Lim 32 it. from mel(x)": {"mel_mse": mel_mse(gl), "mr_stft": mr_stft(gl, heldout)},
+            "baseline: Griffin-Lim 32 it. from mel(x)": {
+                "mel_mse": mel_mse(gl),
+                "mr_stft": mr_stft(gl, heldout),
+            },
             "MSG-LD chain decode(encode(x))": {"mel_mse": mel_mse(chain), "mr_stft": mr_stft(chain, heldout)},
             "waveform autoencoder": {"mel_mse": mel_mse(wave_ae), "mr_stft": mr_stft(wave_ae, heldout)},
             "baseline: silence": {"mel_mse": mel_mse(silence), "mr_stft": mr_stft(silence, heldout)},
@@ -223,7 +237,9 @@ def main() -> None:
         print(f"{name:45s} {row['mel_mse']:10.4f} {mr}")
     for key in ("vae_training", "vocoder_training", "waveform_training"):
         r = results[key]
-        print(f"{key}: {r['monitored']} {r['first_10pct_mean']:.4f} -> {r['last_10pct_mean']:.4f} in {r['steps']} steps, {r['seconds']} s")
+        print(
+            f"{key}: {r['monitored']} {r['first_10pct_mean']:.4f} -> {r['last_10pct_mean']:.4f} in {r['steps']} steps, {r['seconds']} s"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from stemforge.codec import AutoencoderKL, AutoencoderKLConfig, HiFiGAN, HiFiGANConfig
+from stemforge.codec import (
+    AutoencoderKL,
+    AutoencoderKLConfig,
+    HiFiGAN,
+    HiFiGANConfig,
+    MelVAECodec,
+    MelVAECodecConfig,
+)
 
 
 def conv(cin: int, cout: int, k: int, dims: int = 2) -> int:
@@ -86,3 +93,11 @@ def test_parameter_counts_match_configuration(preset: str) -> None:
         )
         print(f"[{preset}] VAE without the middle attention layers: {without_attention:,}")
         assert vae + inference == 110_641_770
+
+
+def test_msgld_codec_shapes() -> None:
+    """10.24 s at 16 kHz -> 1024 x 64 mel -> 8 x 256 x 16 latent per stem (MSG-LD, Sec. IV)."""
+    codec = MelVAECodec(MelVAECodecConfig.from_name("msgld"))
+    assert codec.front_end.num_frames(163840) == 1024 and codec.config.mel.n_mels == 64
+    assert codec.latent_shape(163840) == (8, 256, 16)
+    assert codec.hop_length == 640 and codec.latent_rate == 25.0

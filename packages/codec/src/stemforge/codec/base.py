@@ -135,8 +135,7 @@ class Codec(nn.Module, ABC):
         b, s, n = wave.shape
         frames = math.ceil(n / self.hop_length)
         flat = torch.nn.functional.pad(wave.reshape(b * s, n).float(), (0, frames * self.hop_length - n))
-        param = next(self.parameters())
-        flat = flat.to(param.device)
+        flat = flat.to(self.scale_factor.device)
 
         def encode_frames_last(piece: Tensor) -> Tensor:
             return self._encode(piece).movedim(2, -1)
@@ -174,7 +173,8 @@ class Codec(nn.Module, ABC):
             raise ValueError(f"{name}.decode: the latent holds NaN or inf values; check the sampler output")
         b, s = latent.shape[:2]
         frames = latent.shape[3]
-        flat = (latent.reshape(b * s, *latent.shape[2:]).float() / self.scale_factor).movedim(2, -1)
+        flat = latent.reshape(b * s, *latent.shape[2:]).float().to(self.scale_factor.device)
+        flat = (flat / self.scale_factor).movedim(2, -1)
 
         def decode_frames_last(piece: Tensor) -> Tensor:
             return self._decode(piece.movedim(-1, 2))

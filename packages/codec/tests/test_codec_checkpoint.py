@@ -16,7 +16,7 @@ def test_incomplete_or_foreign_checkpoints(tmp_path: Path) -> None:
     torch.manual_seed(0)
     codec = WaveformCodec(WaveformAutoencoderConfig.from_name("tiny"))
     good = codec.save(tmp_path / "good")
-    with pytest.raises(FileNotFoundError, match="config.json does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json does not exist"):
         load_codec(tmp_path / "empty")
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -31,14 +31,14 @@ def test_incomplete_or_foreign_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown kind 'wavenet'"):
         load_codec(broken)
     (broken / "config.json").write_text(json.dumps(config))
-    with pytest.raises(FileNotFoundError, match="model.safetensors does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors does not exist"):
         load_codec(broken)
     (broken / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         load_codec(broken)
     wider = WaveformCodec(WaveformAutoencoderConfig(channels=16, max_channels=32, strides=(2, 4, 4), latent_dim=8))
     save_file({k: v.contiguous() for k, v in wider.state_dict().items()}, broken / "model.safetensors")
-    with pytest.raises(ValueError, match="does not match its config.json"):
+    with pytest.raises(ValueError, match=r"does not match its config\.json"):
         load_codec(broken)
     with pytest.raises(ValueError, match="holds a WaveformCodec"):
         MelVAECodec.load(good)

@@ -36,7 +36,9 @@ def test_incomplete_or_foreign_checkpoints(tmp_path: Path) -> None:
     (broken / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         load_codec(broken)
-    wider = WaveformCodec(WaveformAutoencoderConfig(channels=16, max_channels=32, strides=(2, 4, 4), latent_dim=8))
+    wider = WaveformCodec(
+        WaveformAutoencoderConfig(channels=16, max_channels=32, strides=(2, 4, 4), latent_dim=8)
+    )
     save_file({k: v.contiguous() for k, v in wider.state_dict().items()}, broken / "model.safetensors")
     with pytest.raises(ValueError, match=r"does not match its config\.json"):
         load_codec(broken)

@@ -1,5 +1,52 @@
 """stemforge-train: data preparation and training of codecs, multi-track LDMs and MIDI insertion models on lightning-fabric + DeepSpeed."""
 
 from stemforge.train.__about__ import __version__
+from stemforge.train.cache import LatentCacheDataset, build_latent_cache
+from stemforge.train.checkpoint import (
+    CheckpointError,
+    export_checkpoint,
+    latest_checkpoint,
+    load_exported,
+    resolve_checkpoint,
+)
+from stemforge.train.config import (
+    ConfigError,
+    DistConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    load_config,
+)
+from stemforge.train.ema import EMA
+from stemforge.train.engine import FitResult, NonFiniteLossError, fit
+from stemforge.train.lr import warmup_lr
+from stemforge.train.sampler import DataPosition, ShardedBatchSampler
+from stemforge.train.strategy import deepspeed_config, make_fabric
 
-__all__ = ["__version__"]
+__all__ = [
+    "EMA",
+    "CheckpointError",
+    "ConfigError",
+    "DataPosition",
+    "DistConfig",
+    "FitResult",
+    "LatentCacheDataset",
+    "NonFiniteLossError",
+    "OptimConfig",
+    "RunConfig",
+    "ShardedBatchSampler",
+    "TrainConfig",
+    "__version__",
+    "apply_overrides",
+    "build_latent_cache",
+    "deepspeed_config",
+    "export_checkpoint",
+    "fit",
+    "latest_checkpoint",
+    "load_config",
+    "load_exported",
+    "make_fabric",
+    "resolve_checkpoint",
+    "warmup_lr",
+]

@@ -120,6 +120,9 @@ def make_fabric(dist: DistConfig, optim: OptimConfig, micro_batch: int, grad_acc
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if dist.port is not None:
         os.environ.setdefault("MASTER_PORT", str(dist.port))
+    if "CROSS_RANK" in os.environ and "NODE_RANK" not in os.environ:
+        # The DeepSpeed launcher names the node rank CROSS_RANK; Fabric reads NODE_RANK.
+        os.environ["NODE_RANK"] = os.environ["CROSS_RANK"]
     from lightning_fabric import Fabric
 
     strategy_cls = _deepspeed_strategy_class()

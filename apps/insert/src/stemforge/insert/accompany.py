@@ -1,0 +1,94 @@
+"""``accompany``: a stem for a mixture in a reference timbre (Pasini, Grachten & Lattner 2024).
+
+With an ``accompaniment`` checkpoint (mix -> stem): DDIM conditioned on the mixture latent with
+classifier-free guidance ``w`` and CFG rescale ``phi`` (Lin et al. 2023 eq. 15-16, as Pasini et
+al.), and style grounding of the clean estimate toward the reference latent's per-channel time
+statistics with strength ``lambda`` (DESIGN.md's formula, stemforge-samplers ``StyleGrounding``).
+
+With a joint ``msgld`` checkpoint the mixture enters as a constraint instead: at every step the
+clean estimate of the given stems is projected onto ``sum(given stems) = mixture latent`` (the
+residual shared equally among them, the orthogonal projection onto that affine set) and the
+inserted stem's clean estimate is style-grounded. The full mixture is unknown, so the mixture
+conditioning (and with it ``w`` and ``phi``) is not used with such a checkpoint.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from stemforge.insert.audio_checkpoint import AudioModel
+from stemforge.insert.generate import null_condition
+from stemforge.insert.sampling import Progress, SamplingOptions, sample_latents
+
+
+def project_to_mixture(x0: Tensor, mixture: Tensor, target: int) -> Tensor:
+    """Orthogonal projection of the non-target stems of ``x0`` (n, S, ...) onto sum = ``mixture``."""
+    others = [i for i in range(x0.shape[1]) if i != target]
+    residual = mixture - x0[:, others].sum(1)
+    out = x0.clone()
+    out[:, others] = x0[:, others] + residual.unsqueeze(1) / len(others)
+    return out
+
+
+def accompany_chunk(
+    model: AudioModel,
+    stem: str,
+    mix_latent: Tensor,
+    x_T: Tensor,
+    *,
+    style_latent: Tensor | None,
+    style_strength: float,
+    guidance: float,
+    rescale: float,
+    options: SamplingOptions,
+    generator: torch.Generator,
+    progress: Progress | None = None,
+) -> Tensor:
+    """Latents (n, 1, C, T, F) of ``stem`` for mixture latents (n, C, T, F); ``style_latent``
+    (1, C, T_ref, F) or None."""
+    from stemforge.samplers import ClassifierFreeGuidance, StyleGrounding
+
+    target = 0 if model.mode == "accompaniment" else model.check_stem(stem)
+    grounding = None
+    if style_latent is not None and style_strength > 0:
+        reference = style_latent.reshape(1, 1, *style_latent.shape[1:])
+        grounding = StyleGrounding(reference, style_strength, time_dim=-2)
+
+    if model.mode == "accompaniment":
+        guided = ClassifierFreeGuidance(model.unet, guidance, rescale=rescale)
+
+        def ground(x0: Tensor, t: Tensor) -> Tensor:
+            return grounding(x0, t) if grounding is not None else x0
+
+        return sample_latents(
+            guided,
+            x_T,
+            model.schedule,
+            options,
+            cond={"mix_latent": mix_latent},
+            prediction=model.prediction,
+            generator=generator,
+            denoised_fn=ground,
+            progress=progress,
+        )
+
+    def constrain(x0: Tensor, t: Tensor) -> Tensor:
+        x0 = project_to_mixture(x0, mix_latent, target)
+        if grounding is not None:
+            x0 = x0.clone()
+            x0[:, target : target + 1] = grounding(x0[:, target : target + 1], t)
+        return x0
+
+    stems = sample_latents(
+        model.unet,
+        x_T,
+        model.schedule,
+        options,
+        cond=null_condition(model, x_T),
+        prediction=model.prediction,
+        generator=generator,
+        denoised_fn=constrain,
+        progress=progress,
+    )
+    return stems[:, target : target + 1]

@@ -1,0 +1,160 @@
+"""Loading an audio diffusion checkpoint: a ``stemforge-train export`` of the LDM and its codec.
+
+Layout of a checkpoint folder::
+
+    config.json          the export's JSON (format "stemforge-model", task "ldm", model_class,
+                         model_config, schedule, prediction, stem_names, sample_rate, mode ...)
+    model.safetensors    the denoiser's weights
+    codec/               the codec (``Codec.save`` format), or ``config.json["codec"]`` names it
+                         (relative paths are read from the checkpoint folder)
+
+The model is rebuilt from ``config.json`` alone (``UNet3D.from_config``); nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stemforge.insert.errors import InsertError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class AudioModel:
+    """A loaded latent diffusion model with everything a command needs."""
+
+    path: Path
+    unet: torch.nn.Module
+    codec: Any
+    schedule: Any
+    prediction: str
+    stems: tuple[str, ...]
+    mode: str
+    """"msgld" (joint stems given the mixture), "arrangement" or "accompaniment" (one target stem)."""
+    target: str | None
+    label: str
+    segment_seconds: float | None
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.codec.sample_rate)
+
+    @property
+    def config(self) -> Any:
+        return self.unet.config
+
+    def to(self, device: torch.device) -> AudioModel:
+        self.unet.to(device)
+        self.codec.to(device)
+        return self
+
+    def check_stem(self, stem: str, option: str = "--stem") -> int:
+        """Index of ``stem`` among the model's stems, or a clear error."""
+        if stem not in self.stems:
+            raise InsertError(
+                f"{option} {stem}: the checkpoint {self.path} was trained with the stems "
+                f"{', '.join(self.stems)}; choose one of them or give a checkpoint trained with {stem!r}"
+            )
+        return self.stems.index(stem)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InsertError(f"checkpoint {path}: not readable JSON ({err}); re-export the checkpoint") from err
+    if not isinstance(data, dict):
+        raise InsertError(f"checkpoint {path}: expected a JSON object; re-export the checkpoint")
+    return data
+
+
+def load_audio_model(path: Path, device: torch.device | str = "cpu") -> AudioModel:
+    """Load and validate an audio checkpoint folder (see the module docstring)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from stemforge.codec import load_codec
+    from stemforge.samplers import NoiseSchedule, ScheduleConfig
+    from stemforge.unet3d import UNet3D
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InsertError(
+            f"--checkpoint {path}: no such folder; give a folder written by `stemforge-train export` "
+            "(config.json + model.safetensors + codec/)"
+        )
+    config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+    for needed in (config_path, weights_path):
+        if not needed.is_file():
+            raise InsertError(
+                f"--checkpoint {path}: {needed.name} is missing; export the run with `stemforge-train export`"
+            )
+    config = _read_json(config_path)
+    if config.get("format") != "stemforge-model" or config.get("task") != "ldm":
+        raise InsertError(
+            f"--checkpoint {path}: {config_path.name} is not an exported latent diffusion model "
+            f"(format={config.get('format')!r}, task={config.get('task')!r}); the audio commands need an LDM "
+            "checkpoint, `midi` takes the MIDI model"
+        )
+    codec_dir = path / "codec"
+    if not codec_dir.is_dir() and config.get("codec"):
+        codec_dir = (path / str(config["codec"])).resolve()
+    if not (codec_dir / "config.json").is_file():
+        raise InsertError(
+            f"--checkpoint {path}: no codec found (looked in {path / 'codec'} and config.json 'codec'); "
+            "copy the codec folder used for training into the checkpoint as codec/"
+        )
+    try:
+        codec = load_codec(codec_dir)
+    except (ValueError, FileNotFoundError) as err:
+        raise InsertError(f"--checkpoint {path}: the codec does not load: {err}") from err
+    stems = tuple(config.get("stem_names") or ())
+    rate = config.get("sample_rate")
+    if rate is not None and int(rate) != int(codec.sample_rate):
+        raise InsertError(
+            f"--checkpoint {path}: the model was trained at {rate} Hz but its codec runs at "
+            f"{codec.sample_rate} Hz; use the codec the model was trained with"
+        )
+    try:
+        unet = UNet3D.from_config(config["model_config"])
+        state = load_file(weights_path)
+        unet.load_state_dict(state, strict=True)
+    except (KeyError, ValueError, RuntimeError, SafetensorError) as err:
+        raise InsertError(
+            f"--checkpoint {path}: the weights do not match config.json ({type(err).__name__}: {err}); "
+            "re-export the checkpoint"
+        ) from err
+    if tuple(unet.config.stems) != stems and config.get("mode") != "accompaniment":
+        raise InsertError(
+            f"--checkpoint {path}: config.json stem_names {stems} differ from the model's stems"
+        )
+    latent_freq = codec.latent_freq
+    if latent_freq is None:
+        raise InsertError(
+            f"--checkpoint {path}: the codec has (C, T) latents but the 3D U-Net needs (C, T, F); "
+            "use a mel VAE codec"
+        )
+    schedule = NoiseSchedule(ScheduleConfig(**config["schedule"]))
+    mode = str(config.get("mode", "msgld"))
+    target = config.get("target_stem")
+    if mode == "accompaniment" and target is None:
+        target = unet.config.stems[0]
+    return AudioModel(
+        path=path,
+        unet=unet.eval().requires_grad_(False),
+        codec=codec.eval().requires_grad_(False),
+        schedule=schedule,
+        prediction=str(config.get("prediction", "epsilon")),
+        stems=stems,
+        mode=mode,
+        target=target,
+        label=str(config.get("label", config.get("name", path.name))),
+        segment_seconds=config.get("segment_seconds"),
+    ).to(torch.device(device))

@@ -1,0 +1,117 @@
+"""Audio of any length and rate through a latent diffusion model: encode, sample in crossfaded
+chunks, decode, and return waveforms at the model's rate.
+
+Every command encodes its inputs with the checkpoint's codec (itself chunked, so memory does not
+grow with the length), pads the latent frames to a multiple of the U-Net's downsampling factor,
+samples chunk batches (:mod:`stemforge.insert.chunking`), and decodes the result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from stemforge.insert.audio_checkpoint import AudioModel
+from stemforge.insert.chunking import chunk_plan, pad_frames, run_chunked
+from stemforge.insert.errors import InsertError
+from stemforge.insert.progress import Reporter
+from stemforge.insert.sampling import SamplingOptions, chunk_noise, step_generator
+
+#: Chunk length when the checkpoint does not record its training segment (MSG-LD's 10.24 s).
+DEFAULT_CHUNK_SECONDS = 10.24
+
+
+@dataclass(frozen=True)
+class ChunkOptions:
+    chunk_seconds: float | None = None
+    """None: the checkpoint's training segment length."""
+    overlap: float = 0.25
+    """Fraction of a chunk shared with its neighbour and crossfaded."""
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.chunk_seconds is not None and self.chunk_seconds <= 0:
+            raise InsertError(f"--chunk-seconds {self.chunk_seconds}: must be positive")
+        if not 0 <= self.overlap < 1:
+            raise InsertError(f"--overlap {self.overlap}: give a fraction in [0, 1)")
+        if self.batch_size < 1:
+            raise InsertError(f"--batch-size {self.batch_size}: give at least 1")
+
+
+def latent_frames(model: AudioModel, num_samples: int) -> int:
+    return int(model.codec.latent_shape(num_samples)[1])
+
+
+@torch.no_grad()
+def encode(model: AudioModel, wave: Tensor) -> Tensor:
+    """(K, N) waves at the model's rate -> (1, K, C, T, F) latents."""
+    device = next(model.unet.parameters()).device
+    latent = model.codec.encode(wave.reshape(1, wave.shape[0], -1).to(device))
+    if not torch.isfinite(latent).all():
+        raise InsertError("the codec produced NaN latents for the input; check the audio (clipping, silence)")
+    return latent
+
+
+@torch.no_grad()
+def decode(model: AudioModel, latents: Tensor, num_samples: int) -> Tensor:
+    """(1, S, C, T, F) latents -> (S, num_samples) waves at the model's rate."""
+    if not torch.isfinite(latents).all():
+        raise InsertError(
+            "sampling produced NaN or inf latents; try more --steps or another --seed; nothing was written"
+        )
+    device = next(model.unet.parameters()).device
+    wave = model.codec.decode(latents.to(device))[0].float().cpu()
+    if wave.shape[-1] < num_samples:
+        wave = torch.nn.functional.pad(wave, (0, num_samples - wave.shape[-1]))
+    return wave[:, :num_samples]
+
+
+ChunkSampler = Callable[[dict[str, Tensor], Tensor, torch.Generator, Callable], Tensor]
+
+
+@torch.no_grad()
+def sample_in_chunks(
+    model: AudioModel,
+    num_samples: int,
+    inputs: dict[str, Tensor],
+    out_stems: int,
+    sample: ChunkSampler,
+    sampling: SamplingOptions,
+    chunking: ChunkOptions,
+    reporter: Reporter,
+) -> Tensor:
+    """Latents (1, out_stems, C, T, F) for ``num_samples`` samples at the model's rate.
+
+    ``inputs`` are (1, ..., T, F) latents over the whole file; ``sample(chunk_inputs, x_T,
+    generator, progress)`` returns (n, out_stems, C, T_chunk, F).
+    """
+    frames = latent_frames(model, num_samples)
+    seconds = chunking.chunk_seconds or model.segment_seconds or DEFAULT_CHUNK_SECONDS
+    chunk = max(1, round(seconds * model.codec.latent_rate))
+    overlap = math.floor(chunk * chunking.overlap)
+    padded, bounds = chunk_plan(frames, chunk, overlap, model.config.downsample_factor)
+    padded_inputs = {k: pad_frames(v, padded) for k, v in inputs.items()}
+    device = next(model.unet.parameters()).device
+    latent_shape = model.codec.latent_shape(num_samples)
+    per_stem = (latent_shape[0], bounds[0][1] - bounds[0][0], latent_shape[2])
+    reporter.start_chunks(len(bounds))
+
+    def run(chunk_inputs: dict[str, Tensor], indices: list[int]) -> Tensor:
+        x_T = chunk_noise((out_stems, *per_stem), sampling.seed, indices, device)
+        gen = step_generator(sampling.seed, indices)
+        moved = {k: v.to(device) for k, v in chunk_inputs.items()}
+        return sample(moved, x_T, gen, reporter.steps)
+
+    latents = run_chunked(
+        run,
+        padded_inputs,
+        bounds,
+        padded,
+        batch_size=chunking.batch_size,
+        on_chunks_done=reporter.chunks_done,
+    )
+    return latents[..., :frames, :]

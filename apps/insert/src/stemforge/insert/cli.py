@@ -1,0 +1,322 @@
+"""Command line of stemforge-insert: separate, generate, arrange and insert stems in audio and MIDI.
+
+    stemforge-insert midi SONG.mid --stem bass --out OUT.mid
+    stemforge-insert separate MIX.wav --out DIR [--method cfg|dirac|gaussian] [--guidance 2]
+    stemforge-insert generate --out DIR [--seconds 30]
+    stemforge-insert arrange --given bass=B.wav,drums=D.wav --out DIR
+    stemforge-insert audio MIX.wav --stem drums --instruction "..." --out DIR
+    stemforge-insert accompany MIX.wav --stem bass [--style REF.wav --style-strength 0.7] [--guidance 3 --rescale 0.7] --out DIR
+
+Audio of any length and sample rate is resampled to the model's rate, processed in overlapping
+crossfaded chunks and written at the input's rate. Problems with the input print one message
+(what, which file, what to do) and exit with status 2; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stemforge.insert.errors import InsertError
+
+PROG = "stemforge-insert"
+
+
+def _device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise InsertError(f"--device {name}: not a device name ({err}); use cpu, cuda or cuda:N") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InsertError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise InsertError(f"--device {name}: use cpu, cuda or cuda:N")
+    return device
+
+
+def _audio_model(args: argparse.Namespace):
+    from stemforge.insert.audio_checkpoint import load_audio_model
+    from stemforge.insert.embedded import demo_audio_checkpoint
+
+    path = Path(args.checkpoint) if args.checkpoint else demo_audio_checkpoint()
+    model = load_audio_model(path, _device(args.device))
+    if not args.checkpoint and not args.quiet:
+        print(
+            f"{PROG}: using {model.label} (a demonstration model; pass --checkpoint for a real one)",
+            file=sys.stderr,
+        )
+    return model
+
+
+def _options(args: argparse.Namespace):
+    from stemforge.insert.audio_commands import InputOptions
+    from stemforge.insert.audio_pipeline import ChunkOptions
+    from stemforge.insert.sampling import SamplingOptions
+
+    sampling = SamplingOptions(steps=args.steps, sampler=args.sampler, eta=args.eta, seed=args.seed)
+    chunking = ChunkOptions(
+        chunk_seconds=args.chunk_seconds, overlap=args.overlap, batch_size=args.batch_size
+    )
+    inputs = InputOptions(downmix=args.downmix, max_seconds=args.max_seconds)
+    return sampling, chunking, inputs
+
+
+def _report(paths: Sequence[Path]) -> None:
+    for path in paths:
+        print(f"wrote {path}")
+
+
+def _cmd_separate(args: argparse.Namespace) -> int:
+    from stemforge.insert.audio_commands import run_separate
+    from stemforge.insert.progress import Reporter
+
+    sampling, chunking, inputs = _options(args)
+    model = _audio_model(args)
+    with Reporter(not args.quiet) as reporter:
+        paths = run_separate(
+            model,
+            Path(args.mix),
+            Path(args.out),
+            method=args.method,
+            guidance=args.guidance,
+            sampling=sampling,
+            chunking=chunking,
+            inputs=inputs,
+            reporter=reporter,
+        )
+    _report(paths)
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from stemforge.insert.audio_commands import run_generate
+    from stemforge.insert.progress import Reporter
+
+    sampling, chunking, _ = _options(args)
+    model = _audio_model(args)
+    with Reporter(not args.quiet) as reporter:
+        paths = run_generate(
+            model,
+            Path(args.out),
+            seconds=args.seconds,
+            sample_rate=args.sample_rate,
+            sampling=sampling,
+            chunking=chunking,
+            reporter=reporter,
+        )
+    _report(paths)
+    return 0
+
+
+def _cmd_arrange(args: argparse.Namespace) -> int:
+    from stemforge.insert.audio_commands import parse_given, run_arrange
+    from stemforge.insert.progress import Reporter
+
+    given = parse_given(args.given)
+    sampling, chunking, inputs = _options(args)
+    model = _audio_model(args)
+    with Reporter(not args.quiet) as reporter:
+        paths = run_arrange(
+            model,
+            given,
+            Path(args.out),
+            sampling=sampling,
+            chunking=chunking,
+            inputs=inputs,
+            reporter=reporter,
+        )
+    _report(paths)
+    return 0
+
+
+def _cmd_audio(args: argparse.Namespace) -> int:
+    from stemforge.insert.audio_commands import run_insert_audio
+    from stemforge.insert.progress import Reporter
+
+    sampling, chunking, inputs = _options(args)
+    model = _audio_model(args)
+    with Reporter(not args.quiet) as reporter:
+        paths = run_insert_audio(
+            model,
+            Path(args.mix),
+            args.stem,
+            Path(args.out),
+            instruction=args.instruction,
+            guidance=args.guidance,
+            sampling=sampling,
+            chunking=chunking,
+            inputs=inputs,
+            reporter=reporter,
+        )
+    _report(paths)
+    return 0
+
+
+def _cmd_accompany(args: argparse.Namespace) -> int:
+    from stemforge.insert.audio_commands import run_accompany
+    from stemforge.insert.progress import Reporter
+
+    sampling, chunking, inputs = _options(args)
+    model = _audio_model(args)
+    with Reporter(not args.quiet) as reporter:
+        paths = run_accompany(
+            model,
+            Path(args.mix),
+            args.stem,
+            Path(args.out),
+            style=Path(args.style) if args.style else None,
+            style_strength=args.style_strength,
+            guidance=args.guidance,
+            rescale=args.rescale,
+            sampling=sampling,
+            chunking=chunking,
+            inputs=inputs,
+            reporter=reporter,
+        )
+    _report(paths)
+    return 0
+
+
+def _cmd_midi(args: argparse.Namespace) -> int:
+    from stemforge.insert.embedded import example_chorale, jsb_checkpoint
+    from stemforge.insert.midi_command import parse_stems, run_midi
+    from stemforge.insert.midi_insert import load_midi_model
+    from stemforge.insert.progress import Reporter
+
+    if args.example and args.song:
+        raise InsertError("give either SONG.mid or --example, not both")
+    if not args.example and not args.song:
+        raise InsertError(
+            "name the MIDI file (SONG.mid), or pass --example for the chorale that ships with the app"
+        )
+    stems = parse_stems(args.stem, args.stems)
+    _device(args.device)
+    model = load_midi_model(Path(args.checkpoint) if args.checkpoint else jsb_checkpoint())
+    song = example_chorale() if args.example else Path(args.song)
+    with Reporter(not args.quiet) as reporter:
+        paths = run_midi(
+            model,
+            song,
+            stems,
+            Path(args.out),
+            instruction=args.instruction,
+            seed=args.seed,
+            steps=args.steps,
+            temperature=args.temperature,
+            preview=not args.no_preview,
+            preview_rate=args.preview_rate,
+            png=not args.no_png,
+            reporter=reporter,
+        )
+    _report(paths)
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, audio: bool = True) -> None:
+    p.add_argument("--checkpoint", help="model folder (stemforge-train export); default: the embedded model")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if not audio:
+        return
+    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50; MSG-LD uses 200)")
+    p.add_argument(
+        "--sampler", default="ddim", choices=("ddim", "dpm", "ddpm"), help="sampler (default ddim)"
+    )
+    p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1, MSG-LD's choice)")
+    p.add_argument("--batch-size", type=int, default=1, help="chunks sampled together (default 1)")
+    p.add_argument(
+        "--chunk-seconds", type=float, default=None, help="chunk length (default: the training segment)"
+    )
+    p.add_argument(
+        "--overlap", type=float, default=0.25, help="crossfaded share of each chunk (default 0.25)"
+    )
+    p.add_argument("--max-seconds", type=float, default=600.0, help="refuse longer inputs (default 600)")
+    p.add_argument("--downmix", action="store_true", help="average the channels of a stereo input")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("midi", help="insert (or regenerate) stems of a multi-track MIDI file")
+    p.add_argument("song", nargs="?", help="multi-track MIDI file, tracks named after the stems")
+    p.add_argument(
+        "--example", action="store_true", help="use the held-out JSB chorale that ships with the app"
+    )
+    p.add_argument("--stem", help="the stem to insert, e.g. alto")
+    p.add_argument("--stems", help="several stems, comma-separated, e.g. alto,tenor")
+    p.add_argument("--instruction", help="a text instruction (used by text-conditioned models)")
+    p.add_argument("--out", required=True, help="output MIDI file; OUT.wav and OUT.png are written beside it")
+    p.add_argument("--steps", type=int, default=None, help="model calls per window (default: one per token)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
+    p.add_argument("--no-preview", action="store_true", help="do not render OUT.wav")
+    p.add_argument("--preview-rate", type=int, default=22050, help="preview sample rate (default 22050)")
+    p.add_argument("--no-png", action="store_true", help="do not draw OUT.png")
+    _common(p, audio=False)
+    p.set_defaults(func=_cmd_midi)
+
+    p = sub.add_parser("separate", help="separate a mixture into the model's stems")
+    p.add_argument("mix", help="mixture audio file (WAV, FLAC, OGG), any length and rate")
+    p.add_argument("--out", required=True, help="output folder (one WAV per stem)")
+    p.add_argument("--method", default="cfg", choices=("cfg", "dirac", "gaussian"), help="default cfg")
+    p.add_argument("--guidance", type=float, default=2.0, help="CFG scale w (default 2)")
+    _common(p)
+    p.set_defaults(func=_cmd_separate)
+
+    p = sub.add_parser("generate", help="generate all stems from scratch (w = 0)")
+    p.add_argument("--out", required=True, help="output folder (one WAV per stem and mix.wav)")
+    p.add_argument("--seconds", type=float, default=30.0, help="length (default 30)")
+    p.add_argument("--sample-rate", type=int, default=None, help="output rate (default: the model's)")
+    _common(p)
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("arrange", help="generate the missing stems around the given ones (inpainting)")
+    p.add_argument("--given", required=True, help="STEM=FILE pairs, e.g. bass=B.wav,drums=D.wav")
+    p.add_argument("--out", required=True, help="output folder (one WAV per generated stem and mix.wav)")
+    _common(p)
+    p.set_defaults(func=_cmd_arrange)
+
+    p = sub.add_parser("audio", help="insert a stem into a mixture that lacks it (Subtractive Training)")
+    p.add_argument("mix", help="mixture without the stem")
+    p.add_argument("--stem", required=True, help="the stem to insert")
+    p.add_argument("--instruction", help="text instruction (text-conditioned checkpoints)")
+    p.add_argument("--guidance", type=float, default=1.0, help="CFG scale w for conditional checkpoints")
+    p.add_argument("--out", required=True, help="output folder (STEM.wav and mix.wav)")
+    _common(p)
+    p.set_defaults(func=_cmd_audio)
+
+    p = sub.add_parser("accompany", help="accompany a mixture with a stem, optionally in a reference timbre")
+    p.add_argument("mix", help="mixture to accompany")
+    p.add_argument("--stem", required=True, help="the stem to generate, e.g. bass")
+    p.add_argument("--style", help="reference audio whose timbre the stem takes")
+    p.add_argument("--style-strength", type=float, default=0.7, help="style grounding lambda in [0, 1]")
+    p.add_argument("--guidance", type=float, default=3.0, help="CFG scale w (default 3)")
+    p.add_argument("--rescale", type=float, default=0.7, help="CFG rescale phi in [0, 1] (default 0.7)")
+    p.add_argument("--out", required=True, help="output folder (STEM.wav and mix.wav)")
+    _common(p)
+    p.set_defaults(func=_cmd_accompany)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InsertError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""``audio``: insert a stem into a mixture that lacks it (Subtractive Training, Villa-Renteria et al.).
+
+Two kinds of checkpoint:
+
+- an ``accompaniment`` model (trained on (mix minus stem) -> stem pairs, the Subtractive Training
+  set-up): DDIM conditioned on the given mixture latent with classifier-free guidance ``w``, and
+  on the instruction when the model has a text encoder input;
+- a joint ``msgld`` model (all stems): MSDM's Dirac posterior (Mariani et al. 2024, eq. 10-12,
+  stemforge-samplers) with mixing weights 1 for every given stem and 0 for the inserted one, so
+  the other stems are constrained to sum to the given mixture (in latent space) and the inserted
+  stem is free under the joint prior: it is generated to fit them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from stemforge.insert.audio_checkpoint import AudioModel
+from stemforge.insert.generate import null_condition
+from stemforge.insert.sampling import Progress, SamplingOptions, sample_latents
+
+
+def insert_chunk(
+    model: AudioModel,
+    stem: str,
+    mix_latent: Tensor,
+    x_T: Tensor,
+    *,
+    guidance: float,
+    options: SamplingOptions,
+    generator: torch.Generator,
+    text: dict[str, Tensor] | None = None,
+    progress: Progress | None = None,
+) -> Tensor:
+    """Latents (n, 1, C, T, F) of ``stem`` inserted into mixture latents ``mix_latent`` (n, C, T, F).
+
+    ``x_T`` is (n, S, C, T, F) for a joint model and (n, 1, C, T, F) for an accompaniment model.
+    """
+    from stemforge.samplers import ClassifierFreeGuidance, msdm_dirac_separate
+
+    if model.mode == "accompaniment":
+        cond = {"mix_latent": mix_latent, **(text or {})}
+        guided = ClassifierFreeGuidance(model.unet, guidance)
+        return sample_latents(
+            guided,
+            x_T,
+            model.schedule,
+            options,
+            cond=cond,
+            prediction=model.prediction,
+            generator=generator,
+            progress=progress,
+        )
+    options.require_ddim("insertion with a joint model (MSDM Dirac)")
+    target = model.check_stem(stem)
+    weights = torch.ones(len(model.stems))
+    weights[target] = 0.0
+    constrained = next(i for i in range(len(model.stems)) if i != target)
+    stems = msdm_dirac_separate(
+        model.unet,
+        mix_latent,
+        x_T,
+        model.schedule,
+        num_steps=options.steps,
+        eta=options.eta,
+        constrained_stem=constrained,
+        mixing=weights,
+        cond=null_condition(model, x_T),
+        prediction=model.prediction,
+        generator=generator,
+        progress=progress,  # type: ignore[arg-type]
+    )
+    return stems[:, target : target + 1]

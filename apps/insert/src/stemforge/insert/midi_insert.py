@@ -1,0 +1,232 @@
+"""``midi``: insert (or regenerate) stems of a multi-track MIDI file with the masked discrete
+diffusion model of stemforge-train (absorbing-state diffusion over voice tokens, Austin et al. 2021
+section 3.2; the orderless model of Uria et al. 2014 / Coconet, Huang et al. 2017).
+
+The piece is read on the 16th-note grid that follows its tempo map (``stemforge.midi.midi_to_roll``),
+each of the model's stems becomes a monophonic voice (its top note per step), and the missing voices
+are sampled window by window: windows of the model's training length overlap by half, and in each
+window the given voices and everything sampled in earlier windows are visible, so every new step
+is drawn conditioned on the whole past (ancestral sampling by unmasking, one variable at a time by
+default: exact sampling from the model's conditionals in a random order).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from stemforge.insert.errors import InsertError
+
+#: Steps per quarter note of the symbolic models (16th notes).
+STEPS_PER_QUARTER = 4
+
+
+@dataclass
+class MidiModel:
+    """An exported MIDI insertion model: ``model(x, visible, cond) -> logits`` (B, S, T, K)."""
+
+    path: Path
+    model: torch.nn.Module
+    stems: tuple[str, ...]
+    window: int
+    multiple: int
+    label: str
+    config: dict[str, Any]
+
+    def check_stems(self, stems: Sequence[str]) -> list[int]:
+        out = []
+        for stem in stems:
+            if stem not in self.stems:
+                raise InsertError(
+                    f"--stem {stem}: the MIDI model {self.label} was trained with the stems "
+                    f"{', '.join(self.stems)}; choose among them or give another --checkpoint"
+                )
+            out.append(self.stems.index(stem))
+        return out
+
+
+def load_midi_model(path: Path) -> MidiModel:
+    """Load an exported MIDI insertion model (``stemforge-train export`` of a ``task: midi`` run)."""
+    import json
+
+    from safetensors import SafetensorError
+
+    from stemforge.train.checkpoint import CheckpointError, load_exported
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InsertError(
+            f"--checkpoint {path}: no such folder; give a folder written by `stemforge-train export`"
+        )
+    config_path = path / "config.json"
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InsertError(
+            f"--checkpoint {path}: config.json is missing or unreadable ({err}); re-export the model"
+        ) from err
+    if not isinstance(config, dict) or config.get("task") != "midi":
+        task = config.get("task") if isinstance(config, dict) else None
+        raise InsertError(
+            f"--checkpoint {path}: holds a {task!r} model, not a MIDI insertion model (task 'midi'); "
+            "the audio commands take audio checkpoints"
+        )
+    try:
+        model, config = load_exported(path)
+    except (CheckpointError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
+        raise InsertError(
+            f"--checkpoint {path}: the model does not load ({type(err).__name__}: {err})"
+        ) from err
+    unet_config = model.unet.config
+    return MidiModel(
+        path=path,
+        model=model.eval().requires_grad_(False),
+        stems=tuple(config["stem_names"]),
+        window=int(config.get("crop_length", 32)),
+        multiple=int(unet_config.downsample_factor),
+        label=str(config.get("label", config.get("name", path.name))),
+        config=config,
+    )
+
+
+@dataclass(frozen=True)
+class MidiSong:
+    """A MIDI file read for insertion: its voices on the model's stems and the grid's times."""
+
+    midi: Any
+    tokens: Tensor
+    """(S, T) voice tokens in the model's stem order (REST where a stem is absent)."""
+    present: tuple[bool, ...]
+    """Per model stem: the file has a track for it."""
+    times: Tensor
+    """(T + 1,) step boundaries in seconds."""
+    programs: dict[str, int]
+    track_of: dict[str, int]
+
+
+def read_song(path: Path, stems: Sequence[str]) -> MidiSong:
+    """Read ``path`` and match its tracks to ``stems`` by track name (case-insensitive)."""
+    from stemforge.midi import MidiError, load_midi, midi_to_roll, roll_to_voices
+
+    path = Path(path)
+    if path.is_dir():
+        raise InsertError(f"MIDI {path}: is a folder; give a .mid file")
+    try:
+        midi = load_midi(path)
+        roll = midi_to_roll(midi, steps_per_quarter=STEPS_PER_QUARTER)
+    except MidiError as err:
+        raise InsertError(f"MIDI {err}") from err
+    names = [inst.name.strip().lower() for inst in midi.instruments]
+    track_of: dict[str, int] = {}
+    for stem in stems:
+        if stem.lower() in names:
+            track_of[stem] = names.index(stem.lower())
+    roll_index = {name.lower(): i for i, name in enumerate(roll.stems)}
+    t = roll.num_steps
+    tokens = torch.full((len(stems), t), 128, dtype=torch.long)
+    for s, stem in enumerate(stems):
+        if stem in track_of:
+            i = roll_index.get(stem.lower())
+            if i is None:  # duplicated names get suffixes in the roll; take the first track
+                i = next(k for k, n in enumerate(roll.stems) if n.lower().startswith(stem.lower()))
+            tokens[s] = roll_to_voices(roll.sustain[i : i + 1], polyphony="highest")[0]
+    programs = {stem: int(midi.instruments[i].program) for stem, i in track_of.items()}
+    return MidiSong(midi, tokens, tuple(s in track_of for s in stems), roll.times.float(), programs, track_of)
+
+
+def check_context(song_path: Path, song: MidiSong, stems: Sequence[str], targets: Sequence[int]) -> None:
+    """Insertion needs at least one given voice besides the ones to generate."""
+    context = [stems[s] for s in range(len(stems)) if song.present[s] and s not in targets]
+    if not context:
+        others = [stems[s] for s in range(len(stems)) if s not in targets]
+        raise InsertError(
+            f"MIDI {song_path}: has no track named {', '.join(others) or '(none)'}, so there is no context to insert "
+            f"{', '.join(stems[s] for s in targets)} into; name the tracks after the stems "
+            f"({', '.join(stems)}) or give a file with those parts"
+        )
+
+
+@torch.no_grad()
+def insert_voices(
+    model: MidiModel,
+    tokens: Tensor,
+    given: Tensor,
+    *,
+    seed: int = 0,
+    steps_per_window: int | None = None,
+    temperature: float = 1.0,
+    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+    on_window: Callable[[int, int], None] | None = None,
+) -> Tensor:
+    """Fill the voices where ``given`` (B, S) is False in ``tokens`` (B, S, T), window by window.
+
+    ``steps_per_window=None`` reveals one token per model call (exact ancestral sampling).
+    """
+    from stemforge.samplers import unmask_sample
+
+    b, s, t = tokens.shape
+    window = max(model.multiple, (model.window // model.multiple) * model.multiple)
+    padded = -(-t // model.multiple) * model.multiple
+    x = torch.full((b, s, max(padded, window)), 128, dtype=torch.long)
+    x[..., :t] = tokens
+    length = x.shape[-1]
+    visible = given.bool()[:, :, None].expand(b, s, length).clone()
+    visible[..., t:] = True  # padding: rests, known
+    hop = max(model.multiple, window // 2)
+    starts = list(range(0, max(1, length - window + 1), hop))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    gen = torch.Generator().manual_seed(seed)
+    device = next(model.model.parameters()).device
+    for k, start in enumerate(starts):
+        sl = slice(start, start + window)
+        filled = unmask_sample(
+            model.model,
+            x[..., sl].to(device),
+            visible[..., sl].to(device),
+            kind="categorical",
+            num_steps=steps_per_window,
+            temperature=temperature,
+            generator=gen,
+            progress=progress,
+        ).cpu()
+        x[..., sl] = filled
+        visible[..., sl] = True
+        if on_window is not None:
+            on_window(k + 1, len(starts))
+    return x[..., :t]
+
+
+def song_with_voices(
+    song: MidiSong,
+    stems: Sequence[str],
+    tokens: Tensor,
+    targets: Sequence[int],
+    default_programs: dict[str, int],
+) -> Any:
+    """A copy of the song's MIDI with the target stems' tracks replaced by ``tokens`` (S, T)."""
+    import pretty_midi
+
+    midi = copy.deepcopy(song.midi)
+    replaced = {song.track_of[stems[s]] for s in targets if stems[s] in song.track_of}
+    midi.instruments = [inst for i, inst in enumerate(midi.instruments) if i not in replaced]
+    times = song.times.tolist()
+    for s in targets:
+        stem = stems[s]
+        program = song.programs.get(stem, default_programs.get(stem, 0))
+        inst = pretty_midi.Instrument(program=program, name=stem)
+        row = tokens[s].tolist()
+        begin = 0
+        for step in range(1, len(row) + 1):
+            if step == len(row) or row[step] != row[begin]:
+                if row[begin] != 128:
+                    inst.notes.append(pretty_midi.Note(90, int(row[begin]), times[begin], times[step]))
+                begin = step
+        midi.instruments.append(inst)
+    return midi

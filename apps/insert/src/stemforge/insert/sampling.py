@@ -1,0 +1,86 @@
+"""Sampler choice and seeding shared by the audio commands.
+
+``--sampler ddim`` (DDIM, eta from ``--eta``; MSG-LD samples with eta = 1), ``dpm`` (DPM-Solver++(2M),
+deterministic, few steps) or ``ddpm`` (ancestral, posterior variance). Every chunk draws its starting
+noise from its own generator seeded by (seed, chunk index), so a result does not depend on
+``--batch-size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from stemforge.insert.errors import InsertError
+
+SamplerName = Literal["ddim", "dpm", "ddpm"]
+SAMPLERS: tuple[str, ...] = ("ddim", "dpm", "ddpm")
+Progress = Callable[[Iterable[int]], Iterable[int]]
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    steps: int = 50
+    sampler: SamplerName = "ddim"
+    eta: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise InsertError(f"--steps {self.steps}: give at least 1 sampling step")
+        if self.sampler not in SAMPLERS:
+            raise InsertError(f"--sampler {self.sampler}: choose one of {', '.join(SAMPLERS)}")
+        if self.eta < 0:
+            raise InsertError(f"--eta {self.eta}: must be >= 0 (0 deterministic, 1 ancestral)")
+
+    def require_ddim(self, what: str) -> None:
+        """Samplers whose update is written for DDIM only (MSDM, inpainting) refuse the others."""
+        if self.sampler != "ddim":
+            raise InsertError(f"--sampler {self.sampler}: {what} runs on DDIM only; pass --sampler ddim")
+
+
+def chunk_noise(shape: tuple[int, ...], seed: int, chunk_indices: list[int], device: torch.device) -> Tensor:
+    """Standard normal x_T (n, *shape) with one generator per chunk, seeded by (seed, chunk)."""
+    rows = []
+    for index in chunk_indices:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
+        rows.append(torch.randn(shape, generator=gen))
+    return torch.stack(rows).to(device)
+
+
+def step_generator(seed: int, chunk_indices: list[int]) -> torch.Generator:
+    """The generator of a batch's in-sampler noise (eta > 0), seeded by its first chunk."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + chunk_indices[0] + 7919)
+
+
+def sample_latents(
+    model: Callable[[Tensor, Tensor, dict[str, Tensor] | None], Tensor],
+    x_T: Tensor,
+    schedule: object,
+    options: SamplingOptions,
+    *,
+    cond: dict[str, Tensor] | None,
+    prediction: str,
+    generator: torch.Generator,
+    denoised_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+    progress: Progress | None = None,
+) -> Tensor:
+    """Run the chosen sampler from ``x_T``."""
+    from stemforge.samplers import ddim_sample, ddpm_sample, dpm_solver_pp_2m_sample
+
+    common = {
+        "cond": cond,
+        "prediction": prediction,
+        "generator": generator,
+        "denoised_fn": denoised_fn,
+        "progress": progress,
+    }
+    if options.sampler == "ddim":
+        return ddim_sample(model, x_T, schedule, num_steps=options.steps, eta=options.eta, **common)  # type: ignore[arg-type]
+    if options.sampler == "dpm":
+        return dpm_solver_pp_2m_sample(model, x_T, schedule, num_steps=options.steps, **common)  # type: ignore[arg-type]
+    return ddpm_sample(model, x_T, schedule, num_steps=options.steps, **common)  # type: ignore[arg-type]

@@ -132,7 +132,7 @@ class SoundFontSynth:
             events.append((max(round(note.end * sr), round(note.start * sr) + 1), 1, 3, note.pitch, 0))
         events.sort()
         out = np.zeros(num_samples, dtype=np.float32)
-        view = memoryview(out.view(np.uint8))
+        view = out.view(np.uint8).data  # tinysoundfont fills a byte buffer
         pos = 0
         for sample, _, kind, a, b in events:
             sample = min(sample, num_samples)

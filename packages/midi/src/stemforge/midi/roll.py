@@ -19,7 +19,7 @@ and writes the roll's tempo map, so MIDI -> roll -> MIDI keeps every note that l
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,7 +105,7 @@ class PianoRoll:
 
 def _grid_times(
     tempo: TempoMap, end_time: float, steps_per_quarter: int | None, fps: float | None
-) -> tuple[np.ndarray, callable]:  # type: ignore[valid-type]
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     if fps is not None:
         if not fps > 0:
             raise ValueError(f"fps={fps}; give a positive number of frames per second")

@@ -35,6 +35,7 @@ from stemforge.metrics.stft import (
     multi_resolution_stft_distance,
 )
 from stemforge.metrics.tf_checkpoint import TFTensorEntry, crc32c, list_tf_checkpoint, read_tf_checkpoint
+from stemforge.metrics.vggish import VGGishEmbedder, VGGishNet, vggish_log_mel
 
 __all__ = [
     "MSD_TAGS",
@@ -57,6 +58,8 @@ __all__ = [
     "SISDRiWindows",
     "SubMixtureFAD",
     "TFTensorEntry",
+    "VGGishEmbedder",
+    "VGGishNet",
     "__version__",
     "arrangement_subsets",
     "coconet_nll",
@@ -82,5 +85,6 @@ __all__ = [
     "si_sdri_windows",
     "slaney_mel_filterbank",
     "submixture",
+    "vggish_log_mel",
     "voice_range_violations",
 ]

@@ -32,12 +32,15 @@ Progress = Callable[[Iterable[int]], Iterable[int]]
 DenoisedFn = Callable[[Tensor, Tensor], Tensor]
 
 
-def timesteps(schedule: NoiseSchedule, num_steps: int, spacing: Spacing = "trailing") -> list[int]:
+def timesteps(schedule: NoiseSchedule, num_steps: int, spacing: Spacing = "linspace") -> list[int]:
     """Descending training timesteps for a sampler of ``num_steps`` steps.
 
-    ``trailing`` starts at ``N-1`` (Lin et al. 2023, table 2; needed for zero terminal SNR),
-    ``leading`` is Latent Diffusion's "uniform" DDIM grid (``range(0, N, N // n) + 1``, MSG-LD's
-    sampler), ``linspace`` rounds ``linspace(N-1, 0, n)``.
+    ``linspace`` (the default) rounds ``linspace(N-1, 0, n)``: it starts at the last training step
+    (needed for zero terminal SNR) and ends at ``t = 0``, so the final jump to the clean sample is
+    the smallest the schedule allows (a grid that stops at a larger ``t`` returns ``E[x_0 | x_t]``
+    there, which lacks the posterior variance at that level). ``trailing`` is
+    ``round(N - 1 - i N / n)`` (Lin et al. 2023, table 2); ``leading`` is Latent Diffusion's
+    "uniform" DDIM grid (``range(0, N, N // n) + 1``, MSG-LD's sampler).
     """
     n_train = schedule.num_steps
     if not 1 <= num_steps <= n_train:

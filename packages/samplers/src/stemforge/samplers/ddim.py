@@ -70,7 +70,7 @@ def ddim_sample(
     eta: float = 1.0,
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
-    spacing: Spacing = "trailing",
+    spacing: Spacing = "linspace",
     generator: torch.Generator | None = None,
     denoised_fn: DenoisedFn | None = None,
     callback: StepCallback | None = None,
@@ -106,7 +106,7 @@ def ddim_invert(
     num_steps: int = 200,
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
-    spacing: Spacing = "trailing",
+    spacing: Spacing = "linspace",
     callback: StepCallback | None = None,
     progress: Progress | None = None,
 ) -> Tensor:

@@ -44,7 +44,7 @@ def ddpm_sample(
     variance: Variance = "posterior",
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
-    spacing: Spacing = "trailing",
+    spacing: Spacing = "linspace",
     generator: torch.Generator | None = None,
     denoised_fn: DenoisedFn | None = None,
     callback: StepCallback | None = None,

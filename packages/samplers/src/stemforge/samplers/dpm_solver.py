@@ -43,7 +43,7 @@ def dpm_solver_pp_2m_sample(
     num_steps: int = 20,
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
-    spacing: Spacing = "trailing",
+    spacing: Spacing = "linspace",
     generator: torch.Generator | None = None,
     denoised_fn: DenoisedFn | None = None,
     callback: StepCallback | None = None,

@@ -67,7 +67,7 @@ def inpaint_sample(
     jump_n_sample: int = 1,
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
-    spacing: Spacing = "trailing",
+    spacing: Spacing = "linspace",
     generator: torch.Generator | None = None,
     denoised_fn: DenoisedFn | None = None,
     callback: StepCallback | None = None,

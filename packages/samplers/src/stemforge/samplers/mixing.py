@@ -24,19 +24,20 @@ Mixing: TypeAlias = Literal["sum", "mean"] | Tensor | Callable[[Tensor], Tensor]
 
 
 def linear_weights(mixing: Mixing, num_stems: int, like: Tensor) -> Tensor | None:
-    """The per-stem weights (S,) float32 of a linear mixing, or None for a callable."""
+    """The per-stem weights (S,) of a linear mixing in ``like``'s dtype, or None for a callable."""
+    dtype = like.dtype if like.is_floating_point() else torch.float32
     if isinstance(mixing, str):
         if mixing == "sum":
-            return torch.ones(num_stems, device=like.device)
+            return torch.ones(num_stems, device=like.device, dtype=dtype)
         if mixing == "mean":
-            return torch.full((num_stems,), 1.0 / num_stems, device=like.device)
+            return torch.full((num_stems,), 1.0 / num_stems, device=like.device, dtype=dtype)
         raise ValueError(f"mixing={mixing!r} is unknown; use 'sum', 'mean', per-stem weights or a callable")
     if isinstance(mixing, Tensor):
         if mixing.shape != (num_stems,):
             raise ValueError(
                 f"mixing weights have shape {tuple(mixing.shape)}; pass one weight per stem ({num_stems},)"
             )
-        return mixing.to(like.device, torch.float32)
+        return mixing.to(like.device, dtype)
     if callable(mixing):
         return None
     raise TypeError(

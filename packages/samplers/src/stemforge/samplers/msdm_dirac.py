@@ -65,7 +65,7 @@ def msdm_dirac_separate(
     mixing: Mixing = "sum",
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
-    spacing: Spacing = "trailing",
+    spacing: Spacing = "linspace",
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
     progress: Progress | None = None,
@@ -75,7 +75,7 @@ def msdm_dirac_separate(
     if num_resamples < 1:
         raise ValueError(f"num_resamples={num_resamples} must be >= 1")
     num_stems = x_T.shape[1]
-    weights = linear_weights(mixing, num_stems, x_T)
+    weights = linear_weights(mixing, num_stems, x_T.float())
     if weights is None:
         raise ValueError(
             "the Dirac sampler solves the mixing constraint for one stem and needs a linear mixing "

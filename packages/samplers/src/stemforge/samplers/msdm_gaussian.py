@@ -89,7 +89,7 @@ def msdm_gaussian_separate(
     mixing: Mixing = "sum",
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
-    spacing: Spacing = "trailing",
+    spacing: Spacing = "linspace",
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
     progress: Progress | None = None,

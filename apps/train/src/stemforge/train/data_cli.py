@@ -69,7 +69,12 @@ def register(subparsers: Any) -> None:
     )
     render.add_argument("--limit", type=int, default=None, help="render at most N pieces")
     render.add_argument("--seed", type=int, default=0, help="seed of the preset draws (default 0)")
-    render.add_argument("--overwrite", action="store_true", help="replace tracks that already exist")
+    render.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace tracks that already exist (default: keep those rendered from the same source with the "
+        "same settings, so an interrupted run resumes, and stop on any other)",
+    )
     render.set_defaults(func=run_render)
 
     info = commands.add_parser(
@@ -87,16 +92,9 @@ def _console() -> Console:
     return Console(emoji=False, highlight=False)
 
 
-def _check_out(out: Path, split_folder: str, count: int, overwrite: bool) -> None:
+def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; give a folder for --out")
-    existing = [out / split_folder / f"Track{i + 1:05d}" for i in range(count)]
-    clash = [p for p in existing if p.exists()]
-    if clash and not overwrite:
-        raise UserError(
-            f"{clash[0]}: already exists ({len(clash)} of the {count} tracks to write); "
-            "pass --overwrite to replace them or choose another --out"
-        )
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -132,7 +130,7 @@ def run_render(args: argparse.Namespace) -> int:
             total = len(load_jsb(args.split))
             count = total if args.limit is None else min(args.limit, total)
             split_folder = JSB_TO_SLAKH[args.split]
-            _check_out(args.out, split_folder, count, args.overwrite)
+            _check_out(args.out)
             with progress:
                 task = progress.add_task(f"JSB {args.split}", total=count)
                 render_jsb(
@@ -141,7 +139,7 @@ def run_render(args: argparse.Namespace) -> int:
                     limit=args.limit,
                     config=config,
                     seed=args.seed,
-                    overwrite=args.overwrite,
+                    existing="overwrite" if args.overwrite else "skip",
                     progress=lambda done, _total, _name: progress.update(task, completed=done),
                 )
         else:
@@ -157,7 +155,7 @@ def run_render(args: argparse.Namespace) -> int:
                 raise UserError(f"{source}: no .mid or .midi files found")
             count = len(files) if args.limit is None else min(args.limit, len(files))
             split_folder = args.split
-            _check_out(args.out, split_folder, count, args.overwrite)
+            _check_out(args.out)
             with progress:
                 task = progress.add_task(str(source), total=count)
                 render_midi_folder(
@@ -167,13 +165,13 @@ def run_render(args: argparse.Namespace) -> int:
                     limit=args.limit,
                     config=config,
                     seed=args.seed,
-                    overwrite=args.overwrite,
+                    existing="overwrite" if args.overwrite else "skip",
                     progress=lambda done, _total, _name: progress.update(task, completed=done),
                 )
     except (MidiError, RenderError, AudioError, SlakhFormatError) as err:
         raise UserError(str(err)) from err
     elapsed = time.perf_counter() - started
-    console.print(f"rendered {count} tracks to {args.out / split_folder} in {elapsed:.1f} s")
+    console.print(f"{count} tracks in {args.out / split_folder} ({elapsed:.1f} s)")
     _print_summary(console, args.out, show_all=False)
     return 0
 

@@ -89,6 +89,39 @@ def _midi_nll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _codec_bundle(args: argparse.Namespace) -> int:
+    import torch
+
+    from stemforge.train.checkpoint import CheckpointError
+    from stemforge.train.codec_bundle import bundle_mel_codec
+    from stemforge.train.config import ConfigError, load_config
+    from stemforge.train.datasets import audio_segments
+
+    batches = None
+    if args.scale_config:
+        try:
+            config = load_config(args.scale_config, args.overrides)
+        except ConfigError as err:
+            raise UserError(str(err)) from err
+        data = dict(config.data)
+        stems = tuple(data.get("stems", ("bass", "drums", "guitar", "piano")))
+        samples = round(float(data.get("segment_seconds", 10.24)) * 16000)
+        dataset = audio_segments(data, "train", stems, 16000, samples)
+        count = min(len(dataset), args.scale_items)  # type: ignore[arg-type]
+        batches = (torch.stack([dataset[i] for i in range(j, min(j + 4, count))]) for j in range(0, count, 4))
+    try:
+        out = bundle_mel_codec(
+            Path(args.vae),
+            Path(args.out),
+            vocoder_dir=Path(args.vocoder) if args.vocoder else None,
+            scale_batches=batches,
+        )
+    except CheckpointError as err:
+        raise UserError(str(err)) from err
+    print(f"wrote codec {out}")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     fit_p = subparsers.add_parser("fit", help="train a codec, LDM or MIDI model from a YAML config")
     fit_p.add_argument("config", help="YAML run config, e.g. configs/tiny-midi.yaml")
@@ -118,6 +151,19 @@ def register(subparsers: Any) -> None:
     cache_p.add_argument("--out", required=True, help="output folder for the latent shards")
     cache_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     cache_p.set_defaults(func=_cache)
+
+    bundle_p = subparsers.add_parser(
+        "codec-bundle", help="assemble a MelVAECodec from exported mel_vae / vocoder runs"
+    )
+    bundle_p.add_argument("--vae", required=True, help="exported mel_vae run")
+    bundle_p.add_argument("--vocoder", help="exported vocoder run (default: an untrained tiny vocoder)")
+    bundle_p.add_argument("--out", required=True, help="output codec folder")
+    bundle_p.add_argument(
+        "--scale-config", help="config whose data section gives the audio for the scale factor"
+    )
+    bundle_p.add_argument("--scale-items", type=int, default=64)
+    bundle_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    bundle_p.set_defaults(func=_codec_bundle)
 
     nll_p = subparsers.add_parser(
         "midi-nll", help="framewise chain-rule NLL of an exported MIDI model on JSB splits"

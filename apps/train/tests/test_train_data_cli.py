@@ -49,12 +49,17 @@ def test_info_prints_tracks_durations_and_splits(jsb_out, capsys):
     assert "summary" in out and "test" in out
 
 
-def test_render_refuses_to_overwrite_then_overwrites(jsb_out, capsys):
-    args = ["data", "render", "--source", "jsb", "--split", "test", "--out", str(jsb_out), "--limit", "1"]
-    assert main(args) == 2
+def test_rerun_resumes_and_other_settings_need_overwrite(jsb_out, capsys):
+    args = ["data", "render", "--source", "jsb", "--split", "test", "--out", str(jsb_out), "--limit", "2"]
+    mix = jsb_out / "test" / "Track00001" / "mix.flac"
+    before = mix.stat().st_mtime_ns
+    assert main(args) == 0  # same source and settings: the tracks are kept, not re-rendered
+    assert mix.stat().st_mtime_ns == before
+    assert main([*args, "--seed", "9"]) == 2
     err = capsys.readouterr().err
-    assert "Track00001: already exists" in err and "--overwrite" in err and "Traceback" not in err
+    assert "Track00001: exists with another source or other render settings" in err and "Traceback" not in err
     assert main([*args, "--overwrite"]) == 0
+    assert mix.stat().st_mtime_ns != before
 
 
 def test_render_midi_folder(tmp_path, capsys):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Literal
 
 from stemforge.data.render import RenderConfig, render_midi
-from stemforge.data.slakh_format import write_slakh_track
+from stemforge.data.slakh_format import SlakhFormatError, read_metadata, write_slakh_track
 from stemforge.midi import JSB_PROGRAMS, JSB_SPLITS, JSB_STEMS, jsb_midi, load_jsb, load_midi
 
 #: JSB split name -> Slakh split folder.
@@ -21,6 +22,32 @@ JSB_TO_SLAKH: Mapping[str, str] = {"train": "train", "valid": "validation", "tes
 MIDI_SUFFIXES = (".mid", ".midi")
 
 Progress = Callable[[int, int, str], None]
+Existing = Literal["error", "skip", "overwrite"]
+
+
+def _keep_existing(track_dir: Path, source: str, config: RenderConfig, seed: int, existing: Existing) -> bool:
+    """True when ``track_dir`` exists and is kept as it is; raises when it may not be kept."""
+    if not track_dir.exists() or existing == "overwrite":
+        return False
+    if existing == "error":
+        raise SlakhFormatError(f"{track_dir}: already exists; remove it, skip it or overwrite it")
+    try:
+        meta = read_metadata(track_dir).metadata
+    except SlakhFormatError as err:
+        raise SlakhFormatError(
+            f"{track_dir}: exists but is not a complete track ({err}); overwrite it"
+        ) from err
+    render = meta.get("render", {})
+    same = (
+        meta.get("lmd_midi_dir") == source
+        and render.get("seed") == seed
+        and all(render.get(k) == v for k, v in config.to_dict().items())
+    )
+    if not same:
+        raise SlakhFormatError(
+            f"{track_dir}: exists with another source or other render settings; overwrite it or choose another folder"
+        )
+    return True
 
 
 def render_jsb(
@@ -32,13 +59,16 @@ def render_jsb(
     programs: Mapping[str, int] = JSB_PROGRAMS,
     seed: int = 0,
     bpm: float = 100.0,
-    overwrite: bool = False,
+    existing: Existing = "error",
     progress: Progress | None = None,
 ) -> list[Path]:
     """Render JSB chorales of ``split`` to ``out_dir/<slakh split>/TrackNNNNN``; returns the track folders.
 
     The default config keeps the voices' programs (``program_policy="keep"``).
-    ``progress(done, total, name)`` is called after each track.
+    ``existing``: what to do with a track folder that is already there: "error", "skip" (keep it
+    when it was rendered from the same chorale with the same settings, so an interrupted run
+    resumes; raise otherwise) or "overwrite". ``progress(done, total, name)`` is called after each
+    track.
     """
     if split not in JSB_SPLITS:
         raise ValueError(f"render_jsb: split={split!r}; use one of {JSB_SPLITS}")
@@ -50,11 +80,11 @@ def render_jsb(
     folder = Path(out_dir) / JSB_TO_SLAKH[split]
     written = []
     for index in range(total):
-        midi = jsb_midi(split, index, programs=programs, bpm=bpm)  # type: ignore[arg-type]
-        track = render_midi(midi, config=config, seed=seed + index, stem_names=JSB_STEMS)
-        path = write_slakh_track(
-            track, midi, folder / f"Track{index + 1:05d}", source=f"jsb:{split}:{index}", overwrite=overwrite
-        )
+        path, source = folder / f"Track{index + 1:05d}", f"jsb:{split}:{index}"
+        if not _keep_existing(path, source, config, seed + index, existing):
+            midi = jsb_midi(split, index, programs=programs, bpm=bpm)  # type: ignore[arg-type]
+            track = render_midi(midi, config=config, seed=seed + index, stem_names=JSB_STEMS)
+            write_slakh_track(track, midi, path, source=source, overwrite=True)
         written.append(path)
         if progress is not None:
             progress(index + 1, total, path.name)
@@ -77,32 +107,30 @@ def render_midi_folder(
     limit: int | None = None,
     config: RenderConfig | None = None,
     seed: int = 0,
-    overwrite: bool = False,
+    existing: Existing = "error",
     progress: Progress | None = None,
 ) -> list[Path]:
     """Render every MIDI file under ``src_dir`` to ``out_dir/split/TrackNNNNN`` (Slakh format).
 
     Every file is validated first (``stemforge.midi.load_midi``), so a bad file stops the run with
-    its name before anything is written.
+    its name before anything is written. ``existing`` as in :func:`render_jsb`.
     """
     files = find_midi_files(src_dir)
     if not files:
         raise ValueError(f"{src_dir}: no .mid or .midi files found; give a folder of MIDI files")
     if limit is not None:
         files = files[:limit]
-    midis = [load_midi(path) for path in files]
+    for path in files:  # validate every file first: a bad one stops the run before any write
+        load_midi(path)
     config = config or RenderConfig()
     folder = Path(out_dir) / split
     written = []
-    for index, (path, midi) in enumerate(zip(files, midis)):
-        track = render_midi(midi, config=config, seed=seed + index)
-        out = write_slakh_track(
-            track,
-            midi,
-            folder / f"Track{index + 1:05d}",
-            source=str(path.relative_to(src_dir)),
-            overwrite=overwrite,
-        )
+    for index, path in enumerate(files):
+        out, source = folder / f"Track{index + 1:05d}", str(path.relative_to(src_dir))
+        if not _keep_existing(out, source, config, seed + index, existing):
+            midi = load_midi(path)
+            track = render_midi(midi, config=config, seed=seed + index)
+            write_slakh_track(track, midi, out, source=source, overwrite=True)
         written.append(out)
         if progress is not None:
             progress(index + 1, len(files), out.name)

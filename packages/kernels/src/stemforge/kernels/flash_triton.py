@@ -19,6 +19,7 @@ Importing this module needs triton; ``stemforge.kernels.attention`` imports it o
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import triton
@@ -244,7 +245,7 @@ def _bias_strides(bias: torch.Tensor | None, shape: tuple[int, int, int, int]) -
 class _FlashRelBias(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx,
+        ctx: Any,
         q: torch.Tensor,
         k: torch.Tensor,
         v: torch.Tensor,
@@ -275,7 +276,7 @@ class _FlashRelBias(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad_out: torch.Tensor):  # type: ignore[override]
         q, k, v, out, lse, bias, table32 = ctx.saved_tensors
         bsz, heads, lq, dim = q.shape
         lk = k.shape[-2]

@@ -49,7 +49,8 @@ class ConditionEmbedder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Returns the (B, E) embedding and, with text enabled, (B, L, D) text tokens and (B, L) mask."""
         batch = t.shape[0]
-        emb = self.time_embed(timestep_embedding(t, self.model_channels).to(self.time_embed[0].weight.dtype))
+        weight_dtype = next(self.time_embed.parameters()).dtype
+        emb = self.time_embed(timestep_embedding(t, self.model_channels).to(weight_dtype))
         if self.style_dim:
             style = cond.get("style")
             if style is None:

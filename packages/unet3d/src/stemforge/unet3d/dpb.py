@@ -25,7 +25,8 @@ class DynamicPositionBias(nn.Module):
         """(heads, 2 L - 1) float32 table; entry k is the bias for offset d = k - (L - 1)."""
         offsets = torch.arange(-(length - 1), length, device=device, dtype=torch.float32)
         features = torch.sign(offsets) * torch.log1p(offsets.abs())
-        table = self.mlp(features[:, None].to(self.mlp[0].weight.dtype)).float().t()
+        weight_dtype = next(self.mlp.parameters()).dtype
+        table = self.mlp(features[:, None].to(weight_dtype)).float().t()
         if self.window > 0:
             table = table.masked_fill(offsets.abs()[None, :] > self.window, float("-inf"))
         return table

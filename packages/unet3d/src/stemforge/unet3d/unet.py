@@ -82,10 +82,11 @@ class UNet3D(nn.Module):
         cfg = config
         mc, emb_dim = cfg.model_channels, cfg.time_embed_dim
         self.embedder = ConditionEmbedder(cfg)
-        norm = {"norm": cfg.norm, "norm_groups": cfg.norm_groups}
 
         def res(cin: int, cout: int) -> ResBlock3D:
-            return ResBlock3D(cin, cout, emb_dim, dropout=cfg.dropout, **norm)
+            return ResBlock3D(
+                cin, cout, emb_dim, dropout=cfg.dropout, norm=cfg.norm, norm_groups=cfg.norm_groups
+            )
 
         def attn_layers(ch: int) -> list[nn.Module]:
             layers: list[nn.Module] = [
@@ -97,13 +98,19 @@ class UNet3D(nn.Module):
                     time_window=cfg.time_window,
                     dpb_hidden=cfg.dpb_hidden,
                     backend=cfg.attention_backend,
-                    **norm,
+                    norm=cfg.norm,
+                    norm_groups=cfg.norm_groups,
                 )
             ]
             if cfg.text_dim:
                 layers.append(
                     CrossAttention3D(
-                        ch, cfg.text_dim, cfg.head_channels, backend=cfg.attention_backend, **norm
+                        ch,
+                        cfg.text_dim,
+                        cfg.head_channels,
+                        backend=cfg.attention_backend,
+                        norm=cfg.norm,
+                        norm_groups=cfg.norm_groups,
                     )
                 )
             return layers
@@ -154,6 +161,9 @@ class UNet3D(nn.Module):
             config = UNet3DConfig.from_dict(config)
         return cls(config)
 
+    def _dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -171,7 +181,7 @@ class UNet3D(nn.Module):
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled()
             else self._run
         )
-        h = x.to(self.out[-1].weight.dtype)
+        h = x.to(self._dtype())
         skips = []
         for block, level in zip(self.input_blocks, self.input_levels):
             if pyramid is not None:
@@ -216,7 +226,7 @@ class UNet3D(nn.Module):
         _, _, c, t, f = x.shape
         mix = torch.where(drop_mix[:, None, None, None], torch.zeros_like(mix_latent), mix_latent)
         sizes = [(c, t // 2**level, f // 2**level) for level in range(len(self.config.channel_mult))]
-        dtype = self.out[-1].weight.dtype
+        dtype = self._dtype()
         return [level.unsqueeze(1).to(dtype) for level in mixture_pyramid(mix, sizes)]
 
     def _drops(

@@ -129,6 +129,15 @@ class _Level(nn.Module):
         super().__init__()
         self.block = nn.ModuleList()
 
+    def forward(self, h: Tensor) -> Tensor:
+        for block in self.block:
+            h = block(h)
+        for name in ("downsample", "upsample"):
+            resample = self._modules.get(name)
+            if resample is not None:
+                h = resample(h)
+        return h
+
 
 class _Mid(nn.Module):
     def __init__(self, channels: int, attention: bool, groups: int) -> None:
@@ -167,10 +176,7 @@ class Encoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv_in(x)
         for stage in self.down:
-            for block in stage.block:
-                h = block(h)
-            if hasattr(stage, "downsample"):
-                h = stage.downsample(h)
+            h = stage(h)
         h = self.mid(h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
@@ -200,10 +206,7 @@ class Decoder(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         h = self.mid(self.conv_in(z))
         for stage in reversed(self.up):
-            for block in stage.block:
-                h = block(h)
-            if hasattr(stage, "upsample"):
-                h = stage.upsample(h)
+            h = stage(h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 

@@ -94,6 +94,9 @@ class MelConfig:
 class MelFrontEnd(nn.Module):
     """Waveform (..., N) -> natural-log mel (..., T, n_mels) with ``T = N // hop_length``."""
 
+    filters: Tensor
+    window: Tensor
+
     def __init__(self, config: MelConfig | None = None) -> None:
         super().__init__()
         self.config = config or MelConfig()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 import pytest
 
 from stemforge.data import RenderConfig, RenderError, integrated_loudness, render_midi, resolve_soundfont
@@ -69,3 +70,51 @@ def test_soundfont_errors_name_the_file(tmp_path):
     with pytest.raises(RenderError, match=r"bogus\.sf2: not a SoundFont 2 file"):
         resolve_soundfont(bogus)
     assert resolve_soundfont(None).name == "TimGM6mb.sf2"
+
+
+def test_soundfont_by_path_and_fluidr3_hint(band, tmp_path):
+    copy = tmp_path / "my_font.sf2"
+    copy.write_bytes(resolve_soundfont(None).read_bytes())
+    by_path = render_midi(band, config=RenderConfig(soundfont=str(copy), program_policy="keep"))
+    default = render_midi(band, config=RenderConfig(program_policy="keep"))
+    assert by_path.soundfont == copy
+    for a, b in zip(by_path.stems, default.stems):
+        np.testing.assert_array_equal(a.audio, b.audio)
+    try:
+        path = resolve_soundfont("fluidr3_gm")
+    except RenderError as err:  # not installed here: the message says how to get it
+        assert "fluid-soundfont-gm" in str(err)
+    else:
+        assert path.name == "FluidR3_GM.sf2"
+
+
+def test_render_limits_and_bad_config(band):
+    with pytest.raises(RenderError, match="max_seconds=5"):
+        render_midi(band, config=RenderConfig(max_seconds=5.0))
+    with pytest.raises(ValueError, match="program_policy"):
+        RenderConfig(program_policy="random")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="would clip"):
+        RenderConfig(peak_dbfs=1.0)
+    empty = pretty_midi.PrettyMIDI()
+    with pytest.raises(RenderError, match="no tracks"):
+        render_midi(empty)
+    empty.instruments.append(pretty_midi.Instrument(program=0))
+    with pytest.raises(RenderError, match="no notes"):
+        render_midi(empty)
+
+
+def test_pitch_bend_changes_the_synth_output_from_its_time_on(band):
+    import copy as copy_module
+
+    from stemforge.data.render import load_synth
+
+    guitar = band.instruments[2]
+    flat = copy_module.deepcopy(guitar)
+    flat.pitch_bends = []
+    synth = load_synth(resolve_soundfont(None), 16000)
+    bent = synth.render(guitar, 25, 40000)
+    straight = synth.render(flat, 25, 40000)
+    # The bend starts on beat 2 (1.0 s at 120 BPM): identical samples before, different after.
+    assert guitar.pitch_bends[0].time == pytest.approx(1.0)
+    np.testing.assert_array_equal(bent[:16000], straight[:16000])
+    assert np.abs(bent[16000:24000] - straight[16000:24000]).max() > 1e-3

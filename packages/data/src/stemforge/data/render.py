@@ -168,6 +168,7 @@ class RenderConfig:
     target_lufs: float = -13.0
     peak_dbfs: float = -1.0
     tail_seconds: float = 1.0
+    max_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.sample_rate, int) or not 4000 <= self.sample_rate <= 192000:
@@ -189,6 +190,7 @@ class RenderConfig:
             "target_lufs": self.target_lufs,
             "peak_dbfs": self.peak_dbfs,
             "tail_seconds": self.tail_seconds,
+            "max_seconds": self.max_seconds,
         }
 
 
@@ -270,6 +272,11 @@ def render_midi(
     end = max((n.end for inst in midi.instruments for n in inst.notes), default=0.0)
     if end <= 0:
         raise RenderError("render_midi: the MIDI has no notes; nothing to render")
+    if end + config.tail_seconds > config.max_seconds:
+        raise RenderError(
+            f"render_midi: the piece lasts {end:.0f} s, more than max_seconds={config.max_seconds:.0f}; "
+            "split it or raise RenderConfig.max_seconds"
+        )
     num_samples = int(np.ceil((end + config.tail_seconds) * sr))
     stems: list[RenderedStem] = []
     for index, inst in enumerate(midi.instruments):

@@ -126,6 +126,13 @@ def test_stem_map_groups_tracks_and_keeps_drums():
     assert int(roll.onset.sum()) == int(per_track.onset[:4].sum())
 
 
+def test_stem_names_per_track():
+    assert midi_to_roll(load_midi(MIDI / "waltz_fixed.mid")).stems == ("track0", "track1")
+    midi = load_midi(MIDI / "band_tempo_changes.mid")
+    midi.instruments[1].name = "Drums"
+    assert midi_to_roll(midi).stems == ("Drums_0", "Drums_1", "Guitar", "Bass", "Strings")
+
+
 def test_missing_stem_is_silent_with_family_program():
     midi = load_midi(MIDI / "waltz_fixed.mid")  # piano and bass only
     roll = midi_to_roll(midi, stem_map=StemMap.slakh())

@@ -143,11 +143,9 @@ def midi_to_roll(
     if fps is not None:
         steps_per_quarter = None
     if stem_map is None:
-        groups = {
-            (inst.name.strip() or f"track{i}")
-            + ("" if [x.name for x in midi.instruments].count(inst.name) < 2 else f"_{i}"): [inst]
-            for i, inst in enumerate(midi.instruments)
-        }
+        names = [inst.name.strip() or f"track{i}" for i, inst in enumerate(midi.instruments)]
+        names = [f"{n}_{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+        groups = {name: [inst] for name, inst in zip(names, midi.instruments)}
         programs = [inst.program for inst in midi.instruments]
         drums = [inst.is_drum for inst in midi.instruments]
     else:

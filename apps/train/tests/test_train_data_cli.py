@@ -62,6 +62,14 @@ def test_rerun_resumes_and_other_settings_need_overwrite(jsb_out, capsys):
     assert mix.stat().st_mtime_ns != before
 
 
+def test_render_jsb_with_programs(tmp_path):
+    out = tmp_path / "strings"
+    args = ["data", "render", "--source", "jsb", "--split", "valid", "--out", str(out), "--limit", "1"]
+    assert main([*args, "--programs", "soprano=40, alto=41,tenor=42,bass=43"]) == 0
+    meta = yaml.safe_load((out / "validation" / "Track00001" / "metadata.yaml").read_text())
+    assert [s["program_num"] for s in meta["stems"].values()] == [40, 41, 42, 43]
+
+
 def test_render_midi_folder(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(
@@ -89,6 +97,9 @@ def test_render_midi_folder(tmp_path, capsys):
         (["--source", "jsb", "--soundfont", "/nonexistent/x.sf2"], "no such SoundFont"),
         (["--source", "jsb", "--sample-rate", "100"], "sample_rate=100"),
         (["--source", "/nonexistent/folder"], "give 'jsb' or an existing folder"),
+        (["--source", "jsb", "--programs", "soprano=300"], "VOICE=PROGRAM"),
+        (["--source", "jsb", "--programs", "lead=3"], "VOICE=PROGRAM"),
+        (["--source", str(MIDI), "--programs", "soprano=3"], "applies to --source jsb"),
     ],
 )
 def test_render_user_errors(tmp_path, capsys, args, message):

@@ -38,7 +38,7 @@ from stemforge.data import (
     render_jsb,
     render_midi_folder,
 )
-from stemforge.midi import JSB_SPLITS, MidiError
+from stemforge.midi import JSB_PROGRAMS, JSB_SPLITS, JSB_STEMS, MidiError
 from stemforge.train.cli import UserError
 
 #: Rows of the per-track table shown by ``data info`` without ``--all``.
@@ -70,6 +70,11 @@ def register(subparsers: Any) -> None:
     render.add_argument("--limit", type=int, default=None, help="render at most N pieces")
     render.add_argument("--seed", type=int, default=0, help="seed of the preset draws (default 0)")
     render.add_argument(
+        "--programs",
+        default=None,
+        help="General MIDI programs of the JSB voices, e.g. soprano=73,alto=68,tenor=71,bass=70 (the default)",
+    )
+    render.add_argument(
         "--overwrite",
         action="store_true",
         help="replace tracks that already exist (default: keep those rendered from the same source with the "
@@ -95,6 +100,22 @@ def _console() -> Console:
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; give a folder for --out")
+
+
+def _parse_programs(text: str | None) -> dict[str, int]:
+    programs = dict(JSB_PROGRAMS)
+    if text is None:
+        return programs
+    for item in text.split(","):
+        voice, _, value = item.partition("=")
+        voice = voice.strip()
+        if voice not in JSB_STEMS or not value.strip().isdigit() or not 0 <= int(value) <= 127:
+            raise UserError(
+                f"--programs {text!r}: write VOICE=PROGRAM pairs with voices {', '.join(JSB_STEMS)} "
+                "and General MIDI programs 0-127, e.g. soprano=73,bass=70"
+            )
+        programs[voice] = int(value)
+    return programs
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -127,6 +148,7 @@ def run_render(args: argparse.Namespace) -> int:
                 )
             from stemforge.midi import load_jsb
 
+            programs = _parse_programs(args.programs)
             total = len(load_jsb(args.split))
             count = total if args.limit is None else min(args.limit, total)
             split_folder = JSB_TO_SLAKH[args.split]
@@ -138,11 +160,16 @@ def run_render(args: argparse.Namespace) -> int:
                     args.split,
                     limit=args.limit,
                     config=config,
+                    programs=programs,
                     seed=args.seed,
                     existing="overwrite" if args.overwrite else "skip",
                     progress=lambda done, _total, _name: progress.update(task, completed=done),
                 )
         else:
+            if args.programs is not None:
+                raise UserError(
+                    "--programs applies to --source jsb; a MIDI folder keeps its tracks' programs"
+                )
             source = Path(args.source)
             if not source.is_dir():
                 raise UserError(f"--source {args.source!r}: give 'jsb' or an existing folder of MIDI files")

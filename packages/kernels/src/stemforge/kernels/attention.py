@@ -54,7 +54,7 @@ def attention(
         backend: ``reference`` (float32 matmul + softmax, the ground truth), ``sdpa``
             (torch's scaled_dot_product_attention, biases materialised), ``triton`` (fused kernel,
             needs the ``triton`` extra and CUDA or ``TRITON_INTERPRET=1``), or ``auto``: ``triton``
-            for CUDA tensors when it is installed, else ``sdpa``.
+            for CUDA tensors with a ``rel_bias_table`` when triton is installed, else ``sdpa``.
         scale: score scale, default ``D ** -0.5``.
 
     Returns:
@@ -62,7 +62,12 @@ def attention(
     """
     _check_inputs(q, k, v, bias, rel_bias_table)
     if backend == "auto":
-        backend = "triton" if q.is_cuda and importlib.util.find_spec("triton") is not None else "sdpa"
+        # The fused kernel's point is the in-kernel relative bias; without one, torch's own flash /
+        # memory-efficient SDPA kernels already avoid any L x L tensor.
+        use_triton = (
+            rel_bias_table is not None and q.is_cuda and importlib.util.find_spec("triton") is not None
+        )
+        backend = "triton" if use_triton else "sdpa"
     if backend == "reference":
         return reference_attention(
             q, k, v, bias=bias, rel_bias_table=rel_bias_table, causal=causal, scale=scale

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +25,7 @@ import numpy as np
 import pretty_midi
 
 from stemforge.data.loudness import integrated_loudness
-from stemforge.midi import instrument_class
+from stemforge.midi import family_programs, instrument_class
 
 ProgramPolicy = Literal["keep", "family"]
 
@@ -218,7 +218,6 @@ class RenderedTrack:
     soundfont: Path
     config: RenderConfig
     seed: int
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def num_samples(self) -> int:
@@ -233,20 +232,23 @@ class RenderedTrack:
         return mix.astype(np.float32)
 
 
-def _choose_program(synth: SoundFontSynth, inst: pretty_midi.Instrument, policy: ProgramPolicy, rng) -> int:
+def _choose_program(
+    synth: SoundFontSynth, inst: pretty_midi.Instrument, policy: ProgramPolicy, rng: np.random.Generator
+) -> int:
+    """The preset of a track: its own program ("keep") or a draw within its GM family ("family").
+
+    Drum tracks draw among the SoundFont's kits. A program the SoundFont lacks falls back to the
+    presets of its family, then to any preset.
+    """
     available = synth.available(inst.is_drum)
     if not available:
-        raise RenderError(
-            f"{synth.path}: the SoundFont has no {'drum kits' if inst.is_drum else 'melodic presets'}"
-        )
-    if inst.is_drum:
-        candidates = available if policy == "family" else [inst.program]
-    else:
-        family = [p for p in range(8 * (inst.program // 8), 8 * (inst.program // 8) + 8) if p in available]
-        candidates = family if policy == "family" else [inst.program]
-        candidates = [p for p in candidates if p in available] or family or available
-    candidates = [p for p in candidates if p in available] or available
-    return int(candidates[int(rng.integers(len(candidates)))]) if len(candidates) > 1 else int(candidates[0])
+        kind = "drum kits" if inst.is_drum else "melodic presets"
+        raise RenderError(f"{synth.path}: the SoundFont has no {kind}; give a General MIDI SoundFont")
+    family = available if inst.is_drum else [p for p in family_programs(inst.program) if p in available]
+    if policy == "keep" and inst.program in available:
+        return int(inst.program)
+    candidates = family or available
+    return int(candidates[int(rng.integers(len(candidates)))])
 
 
 def render_midi(

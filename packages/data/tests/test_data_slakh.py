@@ -6,6 +6,7 @@ import shutil
 import warnings
 
 import numpy as np
+import pretty_midi
 import pytest
 import soundfile as sf
 import torch
@@ -32,6 +33,18 @@ def test_renderer_writes_slakh_layout(slakh_root):
     assert sr == 16000 and np.abs(mix - stems).max() < 4 / 32768
     assert 20 * np.log10(np.abs(mix).max()) < -0.99
     assert not list(slakh_root.glob("**/*.tmp"))
+    # Per-stem MIDI files keep the notes and the tempo map of the piece.
+    full = pretty_midi.PrettyMIDI(str(tracks[0] / "all_src.mid"))
+    for i, inst in enumerate(full.instruments):
+        single = pretty_midi.PrettyMIDI(str(tracks[0] / "MIDI" / f"S0{i}.mid"))
+        np.testing.assert_allclose(single.get_tempo_changes()[1], full.get_tempo_changes()[1], rtol=1e-6)
+        np.testing.assert_allclose(single.get_tempo_changes()[0], full.get_tempo_changes()[0], atol=1e-6)
+        assert [(n.pitch, n.velocity) for n in single.instruments[0].notes] == [
+            (n.pitch, n.velocity) for n in inst.notes
+        ]
+        np.testing.assert_allclose(
+            [n.start for n in single.instruments[0].notes], [n.start for n in inst.notes], atol=1e-3
+        )
 
 
 def test_grouping_by_inst_class_and_drop_rules(slakh_root):

@@ -31,7 +31,7 @@ import yaml
 from stemforge.data.__about__ import __version__
 from stemforge.data.audio import write_audio
 from stemforge.data.render import RenderedTrack
-from stemforge.midi import write_midi
+from stemforge.midi import TempoMap, write_midi
 
 SLAKH_SPLITS: tuple[str, ...] = ("train", "validation", "test")
 OMITTED = "omitted"
@@ -58,9 +58,11 @@ def write_slakh_track(
     tmp.mkdir()
     try:
         sr = track.sample_rate
+        tempo = TempoMap.from_midi(midi)
         stems_meta: dict[str, dict[str, Any]] = {}
         for stem in track.stems:
             single = pretty_midi.PrettyMIDI(resolution=midi.resolution)
+            tempo.apply_to(single)  # per-stem files keep the piece's tempo map, as in Slakh
             single.instruments.append(stem.instrument)
             write_midi(single, tmp / "MIDI" / f"{stem.key}.mid")
             if stem.audio is not None:

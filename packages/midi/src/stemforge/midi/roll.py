@@ -72,6 +72,10 @@ class TempoMap:
         t, b = self._knots(end_time)
         return np.interp(beats, b, t)
 
+    def apply_to(self, midi: pretty_midi.PrettyMIDI) -> None:
+        """Make ``midi`` write these tempo changes (note times, in seconds, are unchanged)."""
+        _set_tempo_map(midi, self)
+
 
 @dataclass
 class PianoRoll:

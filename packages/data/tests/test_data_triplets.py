@@ -112,3 +112,15 @@ def test_subtractive_triplet_function():
     torch.testing.assert_close(out["stem"], stems[:, 2])
     with pytest.raises(ValueError, match="no stem 4"):
         subtractive_triplet(stems, 4)
+
+
+def test_drum_instructions_speak_of_grooves_and_names_are_plain():
+    from stemforge.data.descriptors import plain_instrument_name
+
+    midi = load_midi(MIDI / "band_tempo_changes.mid")
+    drums = describe_stem("drums", group_instruments(midi)["drums"], midi)
+    for seed in range(20):
+        sentence = InstructionWriter(seed)(drums, key="k")
+        assert "drums part" in sentence and " line" not in sentence and "notes" not in sentence
+    assert plain_instrument_name("Slap Bass 1") == "slap bass"
+    assert plain_instrument_name("Electric Bass (finger)") == "electric bass (finger)"

@@ -9,6 +9,7 @@ stem's RMS level relative to the mix), and the tempo. Labels use fixed, document
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -50,6 +51,11 @@ class StemDescriptors:
         return asdict(self)
 
 
+def plain_instrument_name(name: str) -> str:
+    """A General MIDI program name as a musician says it: lower case, without "1"/"2" variants."""
+    return re.sub(r"\s+\d$", "", name.strip()).lower()
+
+
 def _label(value: float, edges: tuple[float, float], names: tuple[str, str, str]) -> str:
     return names[0] if value < edges[0] else names[2] if value >= edges[1] else names[1]
 
@@ -85,7 +91,9 @@ def describe_stem(
         if is_drum:
             instrument_name = "drums"
         elif instruments:
-            instrument_name = pretty_midi.program_to_instrument_name(int(instruments[0].program)).lower()
+            instrument_name = plain_instrument_name(
+                pretty_midi.program_to_instrument_name(int(instruments[0].program))
+            )
         else:
             instrument_name = stem
     times, bpms = midi.get_tempo_changes()

@@ -36,6 +36,18 @@ _RHYTHM = {
     "flowing": ("with a flowing rhythm", "in flowing lines", "moving freely between beats"),
     "silent": ("resting", "leaving space", "mostly silent"),
 }
+#: Drum parts have no lines or held notes: their rhythm is a groove.
+_DRUM_RHYTHM = {
+    "sustained": ("with sparse, ringing hits", "with long gaps between hits", "with open, ringing hits"),
+    "syncopated": ("with a syncopated groove", "with off-beat accents", "with a syncopated sixteenth groove"),
+    "on the beat": (
+        "with a straight groove on the beat",
+        "keeping time on the beats",
+        "with a steady backbeat",
+    ),
+    "flowing": ("with a flowing groove", "with a loose, rolling groove", "with fills between the beats"),
+    "silent": ("resting", "leaving space", "mostly silent"),
+}
 _DYNAMICS = {
     "soft": ("softly", "quietly", "gently"),
     "medium": ("at a moderate level", "at medium volume", "evenly"),
@@ -61,7 +73,8 @@ class InstructionWriter:
 
         verb = pick(_VERBS)
         density = pick(_DENSITY[desc.density])
-        clauses = [pick(_RHYTHM[desc.rhythm]), pick(_DYNAMICS[desc.dynamics])]
+        rhythm = _DRUM_RHYTHM if desc.is_drum else _RHYTHM
+        clauses = [pick(rhythm[desc.rhythm]), pick(_DYNAMICS[desc.dynamics])]
         if desc.register is not None:
             clauses.append(pick(_REGISTER[desc.register]))
         order = rng.permutation(len(clauses))

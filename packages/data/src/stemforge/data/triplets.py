@@ -18,7 +18,7 @@ from pathlib import Path
 import pretty_midi
 import torch
 
-from stemforge.data.descriptors import StemDescriptors, describe_stem
+from stemforge.data.descriptors import StemDescriptors, describe_stem, plain_instrument_name
 from stemforge.data.instructions import InstructionWriter
 from stemforge.data.slakh_dataset import GroupBy, SlakhDataset, Variant
 from stemforge.data.slakh_format import read_metadata
@@ -49,7 +49,9 @@ def _track_midi(
         path = midi_dir / f"{stem.key}.mid"
         if path.is_file():
             per_stem[stem.key] = load_midi(path, require_notes=False)
-        names[stem.key] = str(info.metadata["stems"][stem.key].get("midi_program_name", "")).lower()
+        names[stem.key] = plain_instrument_name(
+            str(info.metadata["stems"][stem.key].get("midi_program_name", ""))
+        )
     return full, per_stem, names
 
 

@@ -46,20 +46,21 @@ def attention_flops(batch: int, heads: int, tokens: int, head_dim: int, mode: st
 
 
 def cpu_peak_tflops(dtype: str) -> float | None:
-    """Nominal peak: cores x clock x FLOP/cycle (2 AVX-512 FMA units: 64 fp32 FLOP/cycle)."""
+    """Nominal fp32 peak: threads x clock x FLOP/cycle, 64 for Intel AVX-512 (2 x 512-bit FMA), else
+    32 (2 x 256-bit FMA: AVX2 cores and AMD Zen 2-4, whose AVX-512 is double-pumped)."""
     try:
         mhz = max(float(line.split(":")[1]) for line in _cpuinfo() if line.startswith("cpu MHz"))
     except (OSError, ValueError):
         return None
     flags = "\n".join(_cpuinfo())
-    per_cycle = 64 if "avx512f" in flags else 32
+    per_cycle = 64 if "avx512f" in flags and "GenuineIntel" in flags else 32
     return torch.get_num_threads() * mhz * 1e6 * per_cycle / 1e12 if dtype == "float32" else None
 
 
 def device_info(device: str) -> dict:
     info = {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "load_average_1_5_15": os.getloadavg()}  # fmt: skip
+            "load_average_at_end": os.getloadavg()}  # fmt: skip
     try:
         info["cpu"] = next(line.split(":")[1].strip() for line in _cpuinfo() if line.startswith("model name"))
     except (OSError, StopIteration):
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--out", default=None, help="JSON path (default: benchmarks/attention/results-<device>.json)"
     )
     args = parser.parse_args(argv)
+    load_at_start = os.getloadavg()
 
     dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -249,7 +251,8 @@ def main(argv: list[str] | None = None) -> dict:
             row["memory_vs_baseline"] = (
                 row["peak_mem_mib"] / base["peak_mem_mib"] if base["peak_mem_mib"] > 0 else None
             )
-    report = {"benchmark": "attention", "command": " ".join(["python", *sys.argv]), "machine": info,
+    info["load_average_at_end"] = os.getloadavg()
+    report = {"benchmark": "attention", "command": " ".join(["python", *sys.argv]), "machine": info, "load_average_at_start": load_at_start,
               "peak_tflops": peak, "baseline": BASELINE, "results": rows}  # fmt: skip
     out = Path(args.out or Path(__file__).with_name(f"results-{args.device}.json"))
     out.write_text(json.dumps(report, indent=2))

@@ -169,7 +169,7 @@ def run_isolated(spec: dict, timeout: float) -> dict:
 def machine(device: str) -> dict:
     info = {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "load_average_1_5_15": os.getloadavg()}  # fmt: skip
+            "load_average_at_end": os.getloadavg()}  # fmt: skip
     try:
         info["cpu"] = next(line.split(":")[1].strip() for line in _cpuinfo() if line.startswith("model name"))
     except (OSError, StopIteration):
@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--out", default=None, help="JSON path (default: benchmarks/unet3d/results-<device>.json)"
     )
     args = parser.parse_args(argv)
+    load_at_start = os.getloadavg()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but no CUDA device is visible")
     if args.batch == "auto" and args.device != "cuda":
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
              "sample_flops": sample_flops, "peak_tflops": args.peak_tflops,
              "seconds_at_peak": sample_flops / (args.peak_tflops * 1e12)}  # fmt: skip
     report = {"benchmark": "unet3d", "preset": args.preset, "command": " ".join(["python", *sys.argv]),
-              "machine": machine(args.device), "results": rows, "sampling_limit": limit}  # fmt: skip
+              "machine": machine(args.device), "load_average_at_start": load_at_start, "results": rows, "sampling_limit": limit}  # fmt: skip
     out = Path(args.out or Path(__file__).with_name(f"results-{args.device}.json"))
     out.write_text(json.dumps(report, indent=2))
     print(

@@ -147,6 +147,7 @@ class SlakhDataset(torch.utils.data.Dataset):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self._order_cache: tuple[int, np.ndarray] | None = None  # (epoch, this rank's order)
         # Drop rule on length is applied at the native rate (MSDM reads at the file rate).
         tracks, self.dropped = scan_tracks(
             root, split, self.stem_names, group_by=group_by, variant=variant, exclude=exclude
@@ -178,6 +179,13 @@ class SlakhDataset(torch.utils.data.Dataset):
         self.epoch = int(epoch)
 
     def _order(self) -> np.ndarray:
+        if self._order_cache is not None and self._order_cache[0] == self.epoch:
+            return self._order_cache[1]
+        order = self._compute_order()
+        self._order_cache = (self.epoch, order)
+        return order
+
+    def _compute_order(self) -> np.ndarray:
         n = len(self.segments)
         order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.train else np.arange(n)
         per_rank = math.ceil(n / self.world_size) if n else 0

@@ -123,7 +123,7 @@ class StyleEncoder(nn.Module):
         features = torch.cat(
             [stats.mean.flatten(1), torch.log(stats.std + self.config.eps).flatten(1)], dim=1
         )
-        return self.mlp(features.to(self.mlp[1].weight.dtype))
+        return self.mlp(features.to(next(self.mlp.parameters()).dtype))
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Write ``model.safetensors`` and ``config.json`` into ``directory`` (atomically, file by file)."""

@@ -50,6 +50,8 @@ class MelMSE(Metric):
     """Per-stem Mel-MSE averaged over clips (sums and counts reduce across processes)."""
 
     full_state_update = False
+    total: Tensor
+    count: Tensor
     higher_is_better = False
     is_differentiable = False
 

@@ -39,11 +39,11 @@ def notes_from_roll(roll: Tensor) -> np.ndarray:
     active = roll.bool().cpu().numpy()
     padded = np.pad(active, ((1, 1), (0, 0)))
     diff = np.diff(padded.astype(np.int8), axis=0)
-    notes = []
+    notes: list[tuple[int, int, int]] = []
     for pitch in range(128):
         starts = np.flatnonzero(diff[:, pitch] == 1)
         ends = np.flatnonzero(diff[:, pitch] == -1)
-        notes.extend((s, e, pitch) for s, e in zip(starts, ends))
+        notes.extend((int(s), int(e), pitch) for s, e in zip(starts, ends))
     notes.sort()
     return np.array(notes, dtype=np.float64).reshape(-1, 3)
 

@@ -226,6 +226,7 @@ class MusicnnNet(nn.Module):
         for i, module in enumerate(convs):
             conv2d(module, "conv2d" if i == 0 else f"conv2d_{i}")
         for j, module in enumerate(self.midend):
+            assert isinstance(module, nn.Conv1d)
             conv_full_width(module, f"conv2d_{len(convs) + j}")
         bns = [
             self.input_bn,

@@ -115,6 +115,8 @@ class SISDRi(Metric):
     """
 
     full_state_update = False
+    total: Tensor
+    count: Tensor
     higher_is_better = True
     is_differentiable = False
 

@@ -61,6 +61,8 @@ class MultiResolutionSTFTDistance(Metric):
     """Mean multi-resolution STFT distance over every item seen (sums and counts reduce across processes)."""
 
     full_state_update = False
+    total: Tensor
+    count: Tensor
     higher_is_better = False
     is_differentiable = False
 

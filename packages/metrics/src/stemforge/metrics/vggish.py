@@ -66,6 +66,9 @@ def vggish_log_mel(wave: Tensor) -> Tensor:
 class VGGishNet(nn.Module):
     """The VGGish network with torchvggish's module layout; input (N, 1, 96, 64) log-mel examples."""
 
+    pca_matrix: Tensor
+    pca_means: Tensor
+
     def __init__(self) -> None:
         super().__init__()
         layers: list[nn.Module] = []

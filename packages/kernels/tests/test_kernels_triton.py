@@ -72,6 +72,24 @@ def test_triton_keeps_input_dtype_and_refuses_a_differentiable_bias() -> None:
         attention(q, q, q, bias=bias, backend="triton")
 
 
+@pytest.mark.skipif(not triton_available(DEVICE), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_triton_half_precision_forward_and_backward(dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(2, 2, 40, 32, generator=gen).to(DEVICE, dtype) for _ in range(3))
+    table = torch.randn(2, 79, generator=gen).to(DEVICE)
+    grad = torch.randn(2, 2, 40, 32, generator=gen).to(DEVICE, dtype)
+    got = _run("triton", q, k, v, table, None, False, grad)
+    # Ground truth on the same rounded inputs in float64: what remains is the kernel's rounding of
+    # P (and dS) to the input dtype before the second matmuls, a few 2^-8 (bf16) or 2^-11 (fp16)
+    # relative steps on O(1) values summed over 40 keys.
+    want = _run("reference", q.double(), k.double(), v.double(), table.double(), None, False, grad.double())
+    tol = 3e-2 if dtype == torch.bfloat16 else 5e-3
+    assert got[0].dtype == dtype and got[4].dtype == torch.float32
+    for name, g, w in zip(["out", "dq", "dk", "dv", "dtable"], got, want):
+        torch.testing.assert_close(g.double(), w, rtol=tol, atol=tol, msg=lambda m, n=name: f"{n}: {m}")
+
+
 def test_triton_backend_without_cuda_or_interpreter_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     q = torch.randn(1, 1, 8, 16)

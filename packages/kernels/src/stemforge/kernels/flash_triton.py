@@ -27,6 +27,15 @@ import triton.language as tl
 
 
 @triton.jit
+def _dot(a, b, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """tl.dot, with bf16 operands upcast to float32 where asked (Triton's CPU interpreter has no
+    bf16 matmul); on GPUs bf16 tiles go to the tensor cores as they are."""
+    if UPCAST:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    return tl.dot(a, b, input_precision=PRECISION)
+
+
+@triton.jit
 def _score_tile(
     q,
     k,
@@ -46,9 +55,10 @@ def _score_tile(
     HAS_BIAS: tl.constexpr,
     CAUSAL: tl.constexpr,
     PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
 ):
     """Scores of one (BLOCK_M, BLOCK_N) tile with biases added and invalid keys at -inf."""
-    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
+    s = _dot(q, tl.trans(k), PRECISION, UPCAST) * scale
     valid = (offs_n[None, :] < LK) & (offs_m[:, None] < LQ)
     if CAUSAL:
         valid = valid & (offs_n[None, :] <= offs_m[:, None])
@@ -71,7 +81,7 @@ def _fwd_kernel(
     sbb, sbh, sbm, sbn,
     stride_th,
     H, LQ, LK, D, scale,
-    HAS_TABLE: tl.constexpr, HAS_BIAS: tl.constexpr, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_TABLE: tl.constexpr, HAS_BIAS: tl.constexpr, CAUSAL: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
@@ -99,14 +109,14 @@ def _fwd_kernel(
             V + b * svb + h * svh + offs_n[:, None] * svn + offs_d[None, :] * svd, mask=kv_ok, other=0.0
         )
         s, _ = _score_tile(q, k, offs_m, offs_n, h, Table, stride_th, Bias, b * sbb + h * sbh,
-                           sbm, sbn, LQ, LK, scale, HAS_TABLE, HAS_BIAS, CAUSAL, PRECISION)  # fmt: skip
+                           sbm, sbn, LQ, LK, scale, HAS_TABLE, HAS_BIAS, CAUSAL, PRECISION, UPCAST)  # fmt: skip
         m_new = tl.maximum(m_i, tl.max(s, 1))
         # A row whose keys are all masked so far keeps m = -inf; shift by 0 to avoid inf - inf.
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         p = tl.exp(s - m_safe[:, None])
         alpha = tl.exp(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, PRECISION, UPCAST)
         m_i = m_new
     row_ok = offs_m < LQ
     # Padding rows past L_q have l_i = 0; divide by 1 there (they are never stored).
@@ -127,7 +137,7 @@ def _bwd_dkdv_kernel(
     sbb, sbh, sbm, sbn,
     stride_th,
     H, LQ, LK, D, scale,
-    HAS_TABLE: tl.constexpr, HAS_BIAS: tl.constexpr, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_TABLE: tl.constexpr, HAS_BIAS: tl.constexpr, CAUSAL: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     pid_n = tl.program_id(0)
@@ -157,12 +167,12 @@ def _bwd_dkdv_kernel(
         lse = tl.load(LSE + pid_bh * LQ + offs_m, mask=offs_m < LQ, other=0.0)
         delta = tl.load(DELTA + pid_bh * LQ + offs_m, mask=offs_m < LQ, other=0.0)
         s, valid = _score_tile(q, k, offs_m, offs_n, h, Table, stride_th, Bias, b * sbb + h * sbh,
-                               sbm, sbn, LQ, LK, scale, HAS_TABLE, HAS_BIAS, CAUSAL, PRECISION)  # fmt: skip
+                               sbm, sbn, LQ, LK, scale, HAS_TABLE, HAS_BIAS, CAUSAL, PRECISION, UPCAST)  # fmt: skip
         p = tl.where(valid, tl.exp(s - lse[:, None]), 0.0)
-        dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PRECISION)
-        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+        dv += _dot(tl.trans(p.to(do.dtype)), do, PRECISION, UPCAST)
+        dp = _dot(do, tl.trans(v), PRECISION, UPCAST)
         ds = p * (dp - delta[:, None])
-        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION) * scale
+        dk += _dot(tl.trans(ds.to(q.dtype)), q, PRECISION, UPCAST) * scale
     # DK and DV are contiguous (B, H, LK, D) buffers allocated by the wrapper.
     base = pid_bh * LK * D + offs_n[:, None] * D + offs_d[None, :]
     tl.store(DK + base, dk.to(DK.dtype.element_ty), mask=kv_ok)
@@ -180,7 +190,7 @@ def _bwd_dq_kernel(
     stride_th,
     H, LQ, LK, D, scale,
     HAS_TABLE: tl.constexpr, TABLE_GRAD: tl.constexpr, HAS_BIAS: tl.constexpr, CAUSAL: tl.constexpr,
-    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr, UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -210,11 +220,11 @@ def _bwd_dq_kernel(
             V + b * svb + h * svh + offs_n[:, None] * svn + offs_d[None, :] * svd, mask=kv_ok, other=0.0
         )
         s, valid = _score_tile(q, k, offs_m, offs_n, h, Table, stride_th, Bias, b * sbb + h * sbh,
-                               sbm, sbn, LQ, LK, scale, HAS_TABLE, HAS_BIAS, CAUSAL, PRECISION)  # fmt: skip
+                               sbm, sbn, LQ, LK, scale, HAS_TABLE, HAS_BIAS, CAUSAL, PRECISION, UPCAST)  # fmt: skip
         p = tl.where(valid, tl.exp(s - lse[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+        dp = _dot(do, tl.trans(v), PRECISION, UPCAST)
         ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION) * scale
+        dq += _dot(ds.to(k.dtype), k, PRECISION, UPCAST) * scale
         if TABLE_GRAD:
             rel = offs_n[None, :] - offs_m[:, None] + LQ - 1
             tl.atomic_add(DTable + h * (LQ + LK - 1) + rel, ds, mask=valid)
@@ -227,12 +237,13 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def _launch_config(q: torch.Tensor) -> tuple[int, int, int, str]:
+def _launch_config(q: torch.Tensor) -> tuple[int, int, int, str, bool]:
     block_d = max(16, triton.next_power_of_2(q.shape[-1]))
     # Small tiles under the interpreter keep CPU tests fast and exercise several tiles per row.
     block = 16 if _interpreting() else (64 if block_d <= 64 else 32)
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
-    return block, block, block_d, precision
+    upcast = _interpreting() and q.dtype == torch.bfloat16
+    return block, block, block_d, precision, upcast
 
 
 def _bias_strides(bias: torch.Tensor | None, shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -256,7 +267,7 @@ class _FlashRelBias(torch.autograd.Function):
     ) -> torch.Tensor:
         bsz, heads, lq, dim = q.shape
         lk = k.shape[-2]
-        block_m, block_n, block_d, precision = _launch_config(q)
+        block_m, block_n, block_d, precision, upcast = _launch_config(q)
         out = torch.empty_like(q)
         lse = torch.empty(bsz, heads, lq, device=q.device, dtype=torch.float32)
         table32 = table.float().contiguous() if table is not None else None
@@ -266,7 +277,7 @@ class _FlashRelBias(torch.autograd.Function):
             *q.stride(), *k.stride(), *v.stride(), *out.stride(), *_bias_strides(bias, (bsz, heads, lq, lk)),
             table32.stride(0) if table32 is not None else 0,
             heads, lq, lk, dim, scale,
-            HAS_TABLE=table32 is not None, HAS_BIAS=bias is not None, CAUSAL=causal, PRECISION=precision,
+            HAS_TABLE=table32 is not None, HAS_BIAS=bias is not None, CAUSAL=causal, PRECISION=precision, UPCAST=upcast,
             BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
         )  # fmt: skip
         ctx.save_for_backward(q, k, v, out, lse, bias, table32)
@@ -280,7 +291,7 @@ class _FlashRelBias(torch.autograd.Function):
         q, k, v, out, lse, bias, table32 = ctx.saved_tensors
         bsz, heads, lq, dim = q.shape
         lk = k.shape[-2]
-        block_m, block_n, block_d, precision = _launch_config(q)
+        block_m, block_n, block_d, precision, upcast = _launch_config(q)
         grad_out = grad_out.contiguous()
         delta = (grad_out.float() * out.float()).sum(-1).contiguous()
         dq = torch.empty(bsz, heads, lq, dim, device=q.device, dtype=q.dtype)
@@ -297,7 +308,13 @@ class _FlashRelBias(torch.autograd.Function):
         table_arg = table32 if table32 is not None else q
         bias_arg = bias if bias is not None else q
         flags = {"HAS_TABLE": table32 is not None, "HAS_BIAS": bias is not None, "CAUSAL": ctx.causal}
-        blocks = {"PRECISION": precision, "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_D": block_d}
+        blocks = {
+            "PRECISION": precision,
+            "UPCAST": upcast,
+            "BLOCK_M": block_m,
+            "BLOCK_N": block_n,
+            "BLOCK_D": block_d,
+        }
         _bwd_dkdv_kernel[(triton.cdiv(lk, block_n), bsz * heads)](
             q, k, v, grad_out, lse, delta, dk, dv, table_arg, bias_arg, *common, **flags, **blocks
         )

@@ -120,10 +120,17 @@ def test_fad_infinity_recovers_the_true_distance():
     result = fad_infinity(reference, evaluated, min_n=500, generator=gen, embedder="test")
     plain = frechet_distance(mu1, s1, *(lambda s: (s.mean, s.cov))(gaussian_stats(evaluated[:500])))
     assert len(result.points) == 25 and result.points[0][0] == 500 and result.points[-1][0] == 20000
+    assert (result.num_reference, result.num_evaluated, result.embedder) == (10**9, 20000, "test")
+    assert "FAD-inf[test]" in str(result)
     assert result.slope > 0 and result.r2 > 0.8  # fewer samples, larger FAD, linear in 1/n
     # Measured over seeds 0-5: within 5% of the truth, while the plain n = 500 FAD is 60-90% too high.
     assert result.value == pytest.approx(true, rel=0.08)
     assert plain > 1.4 * true
+
+
+def test_fad_infinity_rejects_too_few_embeddings():
+    with pytest.raises(ValueError, match="min_n"):
+        fad_infinity(torch.randn(50, 3), torch.randn(100, 3), min_n=500)
 
 
 def test_per_file_fad_and_errors():

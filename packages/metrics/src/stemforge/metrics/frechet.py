@@ -63,13 +63,22 @@ class FADScore:
 
 @dataclass(frozen=True)
 class FADInfinityResult:
-    """FAD-infinity: the intercept, the slope and R^2 of the 1/n fit, and the (n, FAD) points."""
+    """FAD-infinity: the intercept, the slope and R^2 of the 1/n fit, the (n, FAD) points, the
+    embedder, and the sizes of the reference set and of the evaluated pool the subsets were drawn from."""
 
     value: float
     slope: float
     r2: float
     points: tuple[tuple[int, float], ...]
     embedder: str
+    num_reference: int
+    num_evaluated: int
+
+    def __str__(self) -> str:
+        return (
+            f"FAD-inf[{self.embedder}] = {self.value:.4f} (R^2={self.r2:.3f}, n_ref={self.num_reference}, "
+            f"n_eval={self.num_evaluated})"
+        )
 
 
 def gaussian_stats(embeddings: Tensor) -> GaussianStats:
@@ -139,7 +148,9 @@ def fad_infinity(
     residual = np.sum((ys - (slope * xs + intercept)) ** 2)
     spread = np.sum((ys - ys.mean()) ** 2)
     r2 = 1.0 - residual / spread if spread > 0 else 1.0
-    return FADInfinityResult(float(intercept), float(slope), float(r2), tuple(points), embedder)
+    return FADInfinityResult(
+        float(intercept), float(slope), float(r2), tuple(points), embedder, ref.count, total
+    )
 
 
 def fad_per_file(

@@ -88,6 +88,17 @@ def test_triplets_sum_and_instructions(slakh_root):
     assert [again[i]["instruction"] for i in range(5)] == [ds[i]["instruction"] for i in range(5)]
 
 
+def test_training_triplets_follow_the_epoch(slakh_root):
+    ds = SubtractiveTripletDataset(slakh_root, "train", segment_samples=24000, train=True, seed=2)
+    first = [(ds[i]["track"], ds[i]["start"], ds[i]["stem_name"]) for i in range(len(ds))]
+    ds.set_epoch(1)
+    second = [(ds[i]["track"], ds[i]["start"], ds[i]["stem_name"]) for i in range(len(ds))]
+    assert first != second
+    for i in range(len(ds)):
+        item = ds[i]
+        assert float(item["stem"].abs().max()) > 0 and item["descriptors"]["seconds"] == pytest.approx(1.5)
+
+
 def test_user_instruction_callable(slakh_root):
     calls = []
 

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pretty_midi
 import torch
 
@@ -97,13 +98,22 @@ class SubtractiveTripletDataset(torch.utils.data.Dataset):
         self.writer = InstructionWriter(seed)
         self.instruction_fn = instruction_fn
         self.items: list[tuple[int, int]] = []  # (segment item, stem index)
-        seconds = segment_samples / sample_rate
+        self._index()
+
+    def _index(self) -> None:
+        seconds = self.segments.segment_samples / self.sample_rate
+        self.items = []
         for i in range(len(self.segments)):
             t, start = self.segments.segment_start(i)
-            window = (start / sample_rate, start / sample_rate + seconds)
+            window = (start / self.sample_rate, start / self.sample_rate + seconds)
             for s in range(len(self.stem_names)):
                 if self._notes_in(t, s, *window):
                     self.items.append((i, s))
+
+    def set_epoch(self, epoch: int) -> None:
+        """New order and shifts for training; the stems present are found again for the new windows."""
+        self.segments.set_epoch(epoch)
+        self._index()
 
     def _stem_tracks(
         self, t: int, s: int
@@ -128,7 +138,13 @@ class SubtractiveTripletDataset(torch.utils.data.Dataset):
         seg_index, s = self.items[index]
         item = self.segments[seg_index]
         t, start = self.segments.segment_start(seg_index)
-        triplet = subtractive_triplet(item["stems"], s)  # type: ignore[arg-type]
+        stems = item["stems"].numpy()  # type: ignore[attr-defined]
+        # mix minus stem = the sum of the other stems (not mix - stem, which rounds differently).
+        triplet = {
+            "mix": item["mix"],
+            "mix_minus": torch.from_numpy(np.delete(stems, s, axis=0).sum(0)),
+            "stem": torch.from_numpy(stems[s].copy()),
+        }
         full, instruments, program_name = self._stem_tracks(t, s)
         begin = start / self.sample_rate
         stem_name = self.stem_names[s]

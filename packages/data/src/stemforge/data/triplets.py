@@ -139,11 +139,13 @@ class SubtractiveTripletDataset(torch.utils.data.Dataset):
         item = self.segments[seg_index]
         t, start = self.segments.segment_start(seg_index)
         stems = item["stems"].numpy()  # type: ignore[attr-defined]
+        mix = item["mix"].numpy()  # type: ignore[attr-defined]
+        stem = stems[s].copy()
         # mix minus stem = the sum of the other stems (not mix - stem, which rounds differently).
         triplet = {
-            "mix": item["mix"],
+            "mix": torch.from_numpy(mix),
             "mix_minus": torch.from_numpy(np.delete(stems, s, axis=0).sum(0)),
-            "stem": torch.from_numpy(stems[s].copy()),
+            "stem": torch.from_numpy(stem),
         }
         full, instruments, program_name = self._stem_tracks(t, s)
         begin = start / self.sample_rate
@@ -156,8 +158,8 @@ class SubtractiveTripletDataset(torch.utils.data.Dataset):
             start=begin,
             end=begin + self.segments.segment_samples / self.sample_rate,
             instrument_name="drums" if is_drum else (program_name or None),
-            audio=triplet["stem"].numpy(),
-            mix=triplet["mix"].numpy(),
+            audio=stem,
+            mix=mix,
         )
         key = f"{item['track']}/{stem_name}/{start}"
         if self.instruction_fn is not None:

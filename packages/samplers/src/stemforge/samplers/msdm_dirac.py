@@ -34,6 +34,7 @@ from stemforge.samplers._common import (
     check_latent,
     denoise,
     randn_like,
+    renoise,
     steps,
     timesteps,
 )
@@ -43,8 +44,13 @@ from stemforge.samplers.objectives import Model, Prediction
 from stemforge.samplers.schedules import NoiseSchedule
 
 
-def _check_separation_inputs(x_T: Tensor, mixture: Tensor) -> None:
+def _check_separation_inputs(x_T: Tensor, mixture: Tensor, schedule: NoiseSchedule, first_t: int) -> None:
     check_latent(x_T)
+    if float(schedule.alpha(first_t)) == 0:
+        raise ValueError(
+            f"the separation samplers work in the variables x / alpha, undefined at t={first_t} where "
+            "alpha = 0 (zero terminal SNR); pass spacing='leading' or a schedule without zero terminal SNR"
+        )
     if x_T.ndim < 3 or mixture.shape != (x_T.shape[0], *x_T.shape[2:]):
         raise ValueError(
             f"mixture has shape {tuple(mixture.shape)} but stems x_T {tuple(x_T.shape)} need (B, ...) = "
@@ -71,7 +77,8 @@ def msdm_dirac_separate(
     progress: Progress | None = None,
 ) -> Tensor:
     """Separate ``mixture`` (B, ...) into stems (B, S, ...) starting from noise ``x_T`` (B, S, ...)."""
-    _check_separation_inputs(x_T, mixture)
+    grid = timesteps(schedule, num_steps, spacing)
+    _check_separation_inputs(x_T, mixture, schedule, grid[0])
     if num_resamples < 1:
         raise ValueError(f"num_resamples={num_resamples} must be >= 1")
     num_stems = x_T.shape[1]
@@ -94,7 +101,6 @@ def msdm_dirac_separate(
         x[:, c] = (scale * y - others) / weights[c]
         return x
 
-    grid = timesteps(schedule, num_steps, spacing)
     x = x_T.float()
     for i in steps(len(grid), progress):
         t = grid[i]
@@ -109,8 +115,7 @@ def msdm_dirac_separate(
             noise = randn_like(x, generator) if eta > 0 and t_next >= 0 else None
             x_next = ddim_step(x0, direction, abar_t, abar_next, eta, noise)
             if r < num_resamples - 1:
-                back = abar_t / abar_next
-                x = back.sqrt().float() * x_next + (1 - back).sqrt().float() * randn_like(x, generator)
+                x = renoise(x_next, abar_next, abar_t, generator)
         x = x_next
         if callback is not None:
             callback(StepInfo(i, len(grid), float(t), x, x0))

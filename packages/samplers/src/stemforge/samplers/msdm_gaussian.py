@@ -29,6 +29,7 @@ from stemforge.samplers._common import (
     StepInfo,
     denoise,
     randn_like,
+    renoise,
     steps,
     timesteps,
 )
@@ -95,14 +96,14 @@ def msdm_gaussian_separate(
     progress: Progress | None = None,
 ) -> Tensor:
     """Separate ``mixture`` (B, ...) into stems (B, S, ...) starting from noise ``x_T`` (B, S, ...)."""
-    _check_separation_inputs(x_T, mixture)
+    grid = timesteps(schedule, num_steps, spacing)
+    _check_separation_inputs(x_T, mixture, schedule, grid[0])
     if num_resamples < 1:
         raise ValueError(f"num_resamples={num_resamples} must be >= 1")
     if isinstance(sigma_y, (int, float)) and sigma_y <= 0:
         raise ValueError(f"sigma_y={sigma_y} must be > 0")
     linear_weights(mixing, x_T.shape[1], x_T)  # validates the option early
     y = mixture.float()
-    grid = timesteps(schedule, num_steps, spacing)
     x = x_T.float()
     for i in steps(len(grid), progress):
         t = grid[i]
@@ -125,8 +126,7 @@ def msdm_gaussian_separate(
             noise = randn_like(x, generator) if eta > 0 and t_next >= 0 else None
             x_next = ddim_step(x0, direction, abar_t, abar_next, eta, noise)
             if r < num_resamples - 1:
-                back = abar_t / abar_next
-                x = back.sqrt().float() * x_next + (1 - back).sqrt().float() * randn_like(x, generator)
+                x = renoise(x_next, abar_next, abar_t, generator)
         x = x_next
         if callback is not None:
             callback(StepInfo(i, len(grid), float(t), x, x0))

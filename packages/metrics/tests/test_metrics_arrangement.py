@@ -72,3 +72,5 @@ def test_submixture_fad_is_zero_for_originals_and_grows_with_replaced_stems():
     plain.update(originals.sum(1), real=True)
     plain.update(submixture(noise.expand_as(originals).clone(), originals, ("bass",), SATB), real=False)
     assert plain.compute().value == pytest.approx(scores[0].value, rel=1e-9)
+    with pytest.raises(ValueError, match="expects 16000 Hz"):
+        plain.update(originals.sum(1), real=True, sample_rate=44100)

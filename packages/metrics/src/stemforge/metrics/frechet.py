@@ -212,7 +212,16 @@ class FrechetAudioDistance(Metric):
             raise ValueError(f"expected embeddings (N, {self.num_features}), got {tuple(x.shape)}")
         return x.double()
 
-    def update(self, x: Tensor, real: bool) -> None:
+    def update(self, x: Tensor, real: bool, sample_rate: int | None = None) -> None:
+        """Add audio (B, N) (or embeddings (N, D) without an embedder) to the reference or evaluated set.
+
+        Pass ``sample_rate`` to have it checked against the embedder's rate.
+        """
+        if sample_rate is not None and self.embedder is not None and sample_rate != self.embedder.sample_rate:
+            raise ValueError(
+                f"audio at {sample_rate} Hz given to {self.embedder_name}, which expects {self.embedder.sample_rate} Hz; "
+                "resample it first (stemforge.data provides resampling)"
+            )
         emb = self._embeddings(x)
         prefix = "real" if real else "fake"
         setattr(self, f"{prefix}_count", getattr(self, f"{prefix}_count") + emb.shape[0])

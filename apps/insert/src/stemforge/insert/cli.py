@@ -183,7 +183,7 @@ def _cmd_accompany(args: argparse.Namespace) -> int:
 
 def _cmd_midi(args: argparse.Namespace) -> int:
     from stemforge.insert.embedded import example_chorale, jsb_checkpoint
-    from stemforge.insert.midi_command import parse_stems, run_midi
+    from stemforge.insert.midi_command import insert_midi_stems, parse_stems
     from stemforge.insert.midi_insert import load_midi_model
     from stemforge.insert.progress import Reporter
 
@@ -198,7 +198,7 @@ def _cmd_midi(args: argparse.Namespace) -> int:
     model = load_midi_model(Path(args.checkpoint) if args.checkpoint else jsb_checkpoint())
     song = example_chorale() if args.example else Path(args.song)
     with Reporter(not args.quiet) as reporter:
-        paths = run_midi(
+        paths = insert_midi_stems(
             model,
             song,
             stems,

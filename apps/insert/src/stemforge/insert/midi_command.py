@@ -29,7 +29,7 @@ def parse_stems(stem: str | None, stems: str | None) -> list[str]:
     return names
 
 
-def run_midi(
+def insert_midi_stems(
     model: MidiModel,
     song_path: Path,
     stems: Sequence[str],
@@ -42,10 +42,12 @@ def run_midi(
     preview: bool = True,
     preview_rate: int = 22050,
     png: bool = True,
-    reporter: Reporter,
+    reporter: Reporter | None = None,
 ) -> list[Path]:
     """Insert ``stems`` into ``song_path``; write ``out`` (.mid), ``out``.wav and ``out``.png."""
     import torch
+
+    reporter = reporter or Reporter(enabled=False)
 
     from stemforge.midi import JSB_PROGRAMS
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 
@@ -58,5 +59,8 @@ class Reporter:
             self._progress.advance(self._steps)
 
     def note(self, message: str) -> None:
+        """A notice for the user (on stderr, above the bars when they are shown)."""
         if self._progress is not None:
-            self._progress.console.print(message)
+            self._progress.console.print(message, markup=False)
+        else:
+            print(message, file=sys.stderr)

@@ -1,0 +1,209 @@
+"""``stemforge-insert midi`` end to end on real MIDI files with the embedded JSB model, and every bad
+MIDI input: clear message, exit status 2, no traceback, nothing written, inputs untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stemforge.insert.cli import main
+from stemforge.insert.embedded import example_chorale, jsb_checkpoint
+from stemforge.midi import load_midi, midi_to_roll, roll_to_voices
+
+ROOT = Path(__file__).resolve().parents[3]
+MIDI = ROOT / "tests" / "fixtures" / "midi"
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    rc = main([*args, "--quiet"])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def voices(path: Path) -> dict[str, list[int]]:
+    midi = load_midi(path)
+    roll = midi_to_roll(midi, steps_per_quarter=4)
+    tokens = roll_to_voices(roll.sustain, polyphony="highest")
+    return {name: tokens[i].tolist() for i, name in enumerate(roll.stems)}
+
+
+@pytest.fixture
+def excerpt(tmp_path) -> Path:
+    """The first 32 sixteenths (two bars) of JSB test chorale 5, the fixture chorale_test005.mid's source."""
+    from stemforge.midi import JSB_PROGRAMS, JSB_STEMS, load_jsb, voices_to_midi, write_midi
+
+    path = tmp_path / "input" / "excerpt.mid"
+    return write_midi(voices_to_midi(load_jsb("test")[5][:, :32], JSB_STEMS, JSB_PROGRAMS), path)
+
+
+def test_insert_alto_into_a_real_chorale_writes_midi_preview_and_png(tmp_path, capsys, excerpt):
+    song = excerpt
+    before = digest(song)
+    out = tmp_path / "out" / "alto.mid"
+    rc, stdout, _ = run(capsys, "midi", str(song), "--stem", "alto", "--steps", "1", "--out", str(out))
+    assert rc == 0
+    assert digest(song) == before
+    written = {Path(line.removeprefix("wrote ")) for line in stdout.splitlines()}
+    assert written == {out, out.with_suffix(".wav"), out.with_suffix(".png")}
+    original, result = voices(song), voices(out)
+    assert set(result) == {"soprano", "alto", "tenor", "bass"}
+    for given in ("soprano", "tenor", "bass"):
+        assert result[given] == original[given]
+    alto = [p for p in result["alto"] if p != 128]
+    assert len(alto) > len(result["alto"]) // 2  # a voice that mostly sounds, on the chorale's grid
+    assert len(result["alto"]) == len(original["alto"])
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import soundfile as sf
+
+    info = sf.info(str(out.with_suffix(".wav")))
+    end = load_midi(out).get_end_time()
+    assert info.samplerate == 22050 and abs(info.duration - (end + 1.0)) < 0.1
+    assert not list(out.parent.glob(".*"))  # no staging leftovers
+
+
+def test_two_stems_are_reproducible_with_a_seed(tmp_path, capsys, excerpt):
+    a, b, c = tmp_path / "a.mid", tmp_path / "b.mid", tmp_path / "c.mid"
+    for out, seed in ((a, "3"), (b, "3"), (c, "4")):
+        rc, _, _ = run(
+            capsys,
+            "midi",
+            str(excerpt),
+            "--stems",
+            "alto,tenor",
+            "--steps",
+            "1",
+            "--seed",
+            seed,
+            "--no-preview",
+            "--out",
+            str(out),
+        )
+        assert rc == 0
+    assert voices(a) == voices(b)
+    assert voices(a)["alto"] != voices(c)["alto"] or voices(a)["tenor"] != voices(c)["tenor"]
+    assert voices(a)["soprano"] == voices(excerpt)["soprano"]
+    assert not a.with_suffix(".wav").exists() and a.with_suffix(".png").exists()
+
+
+@pytest.mark.slow
+def test_readme_main_command_on_the_example_chorale(tmp_path, capsys):
+    out = tmp_path / "chorale_alto.mid"
+    rc, _, _ = run(capsys, "midi", "--example", "--stem", "alto", "--out", str(out))
+    assert rc == 0 and out.exists() and out.with_suffix(".wav").exists() and out.with_suffix(".png").exists()
+    result, original = voices(out), voices(example_chorale())
+    assert result["bass"] == original["bass"] and len(result["alto"]) == len(original["alto"])
+
+
+def _bad(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    if name == "corrupt.mid":
+        path.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\x10\x00\x90\x3c")
+    elif name == "text.mid":
+        path.write_text("not a midi file\n")
+    elif name == "empty.mid":
+        path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["{tmp}/missing.mid", "--stem", "alto"], ["missing.mid", "no such MIDI file"]),
+        (["{tmp}/corrupt.mid", "--stem", "alto"], ["corrupt.mid", "truncated or corrupt"]),
+        (["{tmp}/text.mid", "--stem", "alto"], ["text.mid", "not a Standard MIDI file"]),
+        (["{tmp}/empty.mid", "--stem", "alto"], ["empty.mid", "empty"]),
+        (
+            [str(MIDI / "band_tempo_changes.mid"), "--stem", "bass"],
+            ["band_tempo_changes.mid", "no context", "soprano, alto, tenor"],
+        ),
+        ([str(MIDI / "waltz_fixed.mid"), "--stem", "alto"], ["waltz_fixed.mid", "no track named"]),
+        (
+            [str(MIDI / "chorale_test005.mid"), "--stem", "drums"],
+            ["--stem drums", "soprano, alto, tenor, bass"],
+        ),
+        ([str(MIDI / "chorale_test005.mid"), "--stems", "alto,alto"], ["named twice"]),
+        ([str(MIDI / "chorale_test005.mid")], ["--stem"]),
+        (
+            [str(MIDI / "chorale_test005.mid"), "--stem", "alto", "--checkpoint", "{tmp}"],
+            ["config.json", "re-export"],
+        ),
+    ],
+)
+def test_bad_midi_inputs_fail_cleanly(tmp_path, capsys, args, expected):
+    for name in ("corrupt.mid", "text.mid", "empty.mid"):
+        _bad(tmp_path, name)
+    out = tmp_path / "result" / "song.mid"
+    inputs = sorted(p for p in tmp_path.iterdir() if p.is_file())
+    before = {p: digest(p) for p in inputs}
+    fixture_before = {p: digest(p) for p in MIDI.glob("*.mid")}
+    rc, _, err = run(capsys, "midi", *[a.replace("{tmp}", str(tmp_path)) for a in args], "--out", str(out))
+    assert rc == 2
+    assert err.startswith("stemforge-insert: error: ")
+    for part in expected:
+        assert part in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "result").exists()
+    assert sorted(p for p in tmp_path.iterdir() if p.is_file()) == inputs  # no stray files either
+    assert {p: digest(p) for p in inputs} == before
+    assert {p: digest(p) for p in MIDI.glob("*.mid")} == fixture_before
+
+
+def test_audio_checkpoint_is_refused_by_midi(tmp_path, capsys):
+    from stemforge.insert.embedded import demo_audio_checkpoint
+
+    rc, _, err = run(
+        capsys,
+        "midi",
+        "--example",
+        "--stem",
+        "alto",
+        "--checkpoint",
+        str(demo_audio_checkpoint()),
+        "--out",
+        str(tmp_path / "x.mid"),
+    )
+    assert rc == 2 and "not a MIDI insertion model" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_console_script_reports_user_errors_without_traceback(tmp_path):
+    missing = tmp_path / "nope.mid"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stemforge.insert.cli",
+            "midi",
+            str(missing),
+            "--stem",
+            "alto",
+            "--out",
+            str(tmp_path / "o.mid"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "nope.mid: no such MIDI file" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_embedded_model_and_example_ship_with_the_app():
+    ckpt = jsb_checkpoint()
+    assert (ckpt / "model.safetensors").stat().st_size < 40 * 2**20
+    assert (ckpt / "config.json").is_file()
+    assert [inst.name for inst in load_midi(example_chorale()).instruments] == [
+        "soprano",
+        "alto",
+        "tenor",
+        "bass",
+    ]

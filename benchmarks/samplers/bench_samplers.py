@@ -72,9 +72,7 @@ def reference_network() -> tuple[str, Callable[[torch.Tensor, torch.Tensor, dict
         ).eval()
 
         def conv(x: torch.Tensor, t: torch.Tensor, cond: dict | None) -> torch.Tensor:
-            return stack(x.flatten(0, 0).reshape(x.shape[0] * 1, 4, -1, x.shape[-2], x.shape[-1])).reshape(
-                x.shape
-            )
+            return stack(x)  # stems as channels, (C, T, F) as the 3-D volume
 
         return "3-D conv stack (4 -> 32 -> 32 -> 4 channels, 3x3x3)", conv
 

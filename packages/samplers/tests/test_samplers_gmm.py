@@ -33,6 +33,21 @@ def run(name: str, model, x_T, schedule, prediction: str, gen: torch.Generator) 
         return ddim_sample(model, x_T, schedule, num_steps=100, eta=0.0, prediction=prediction)
     if name == "ddpm":
         return ddpm_sample(model, x_T, schedule, num_steps=250, prediction=prediction, generator=gen)
+    if name == "ddpm-beta":
+        return ddpm_sample(
+            model, x_T, schedule, num_steps=250, variance="beta", prediction=prediction, generator=gen
+        )
+    if name == "msgld":  # the paper's sampler: Latent Diffusion's grid, 200 steps, eta 1
+        return ddim_sample(
+            model,
+            x_T,
+            schedule,
+            num_steps=200,
+            eta=1.0,
+            spacing="leading",
+            prediction=prediction,
+            generator=gen,
+        )
     return dpm_solver_pp_2m_sample(
         model, x_T, schedule, num_steps=50, spacing="linspace", prediction=prediction
     )
@@ -47,6 +62,30 @@ def test_sampler_reproduces_the_mixture(mixture, stats, name: str, prediction: s
     stats.assert_mean(samples, mixture.mean, mixture.covariance)
     stats.assert_cov(samples, mixture.reference, mixture.covariance)
     stats.assert_same_distribution(samples, mixture.reference)
+
+
+@pytest.mark.parametrize("name", ["ddpm-beta", "msgld"])
+def test_other_variants_reproduce_the_mixture(mixture, stats, name: str) -> None:
+    gen = torch.Generator().manual_seed(12)
+    samples = run(
+        name, mixture.model(), torch.randn(N, 2, generator=gen), mixture.schedule, "epsilon", gen
+    ).double()
+    stats.assert_mean(samples, mixture.mean, mixture.covariance)
+    stats.assert_cov(samples, mixture.reference, mixture.covariance)
+    stats.assert_same_distribution(samples, mixture.reference)
+
+
+@pytest.mark.slow
+def test_long_chains_match_tightly(mixture, stats) -> None:
+    """n = 40000 with 1000 DDPM steps: the bands shrink by 2.6x and the sampler still sits inside."""
+    gen = torch.Generator().manual_seed(13)
+    samples = ddpm_sample(
+        mixture.model(), torch.randn(40000, 2, generator=gen), mixture.schedule, generator=gen
+    ).double()
+    reference = mixture.model().sample(200000, torch.Generator().manual_seed(14))
+    stats.assert_mean(samples, mixture.mean, mixture.covariance)
+    stats.assert_cov(samples, reference, mixture.covariance)
+    stats.assert_same_distribution(samples, reference)
 
 
 def test_a_wrong_sampler_fails_the_same_checks(mixture, stats) -> None:

@@ -74,3 +74,15 @@ def test_grounding_moves_samples_toward_the_reference_style(msgld_schedule) -> N
             assert abs(out.std(-2).mean().item() - 0.5) < 0.05
     assert abs(means[0.0]) < 0.05 and means[0.0] < means[0.2] < means[1.0]
     assert abs(means[1.0] - ref.mean(-2).mean().item()) < 0.01
+
+
+def test_strength_schedule_by_timestep() -> None:
+    """A callable strength grounds only where it says: here, only at high noise (t > 500)."""
+    gen = torch.Generator().manual_seed(3)
+    x0 = torch.randn(2, 1, 2, 16, 3, generator=gen)
+    ref = torch.randn(1, 1, 2, 16, 3, generator=gen) + 4
+    grounding = StyleGrounding(ref, lambda t: 1.0 if float(t[0]) > 500 else 0.0)
+    assert torch.equal(grounding(x0, torch.full((2,), 100.0)), x0)
+    assert torch.allclose(
+        grounding(x0, torch.full((2,), 900.0)).mean(-2), ref.mean(-2).expand(2, 1, 2, 3), atol=1e-4
+    )

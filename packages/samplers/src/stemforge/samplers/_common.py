@@ -18,7 +18,8 @@ Spacing = Literal["trailing", "leading", "linspace"]
 @dataclass(frozen=True)
 class StepInfo:
     """What a step callback receives: step ``index`` of ``total``, the timestep ``t`` the model saw,
-    the state ``x`` after the step and the model's clean-sample estimate ``denoised``."""
+    the state ``x`` after the step and the model's clean-sample estimate ``denoised``. The discrete
+    samplers pass the fraction of the run done as ``t`` and their draws as ``denoised``."""
 
     index: int
     total: int

@@ -61,6 +61,15 @@ def test_resample_swept_sine_against_analytic_sweep():
     assert 20 * np.log10(np.abs(y[inner] - ref[inner]).max()) < -100
 
 
+@pytest.mark.parametrize("freq", [8500.0, 10000.0, 15000.0])
+def test_resample_rejects_what_the_new_rate_cannot_hold(freq):
+    """Tones above the new Nyquist frequency (8 kHz) are removed, not folded back (aliased)."""
+    t = np.arange(2 * 44100) / 44100
+    y = resample(torch.from_numpy(np.sin(2 * np.pi * freq * t)), 44100, 16000).numpy()
+    # kaiser_best's stop band begins at 8 kHz: > 120 dB down away from the zero-padded edges.
+    assert 20 * np.log10(np.abs(y[2000:-2000]).max()) < -120
+
+
 def test_resample_batch_shapes_and_float32():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 1000)

@@ -13,7 +13,7 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, str(README), "exec"), {})
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "(4, 80000) 0.0"
+    assert lines[0] == "(4, 80000) True"
     stem, instruction = lines[1].split(" | ")
     assert stem in ("soprano", "alto", "tenor", "bass") and len(instruction.split()) > 5
     assert sorted(p.name for p in (tmp_path / "jsb_slakh" / "train").iterdir()) == [

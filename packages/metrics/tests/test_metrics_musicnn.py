@@ -62,6 +62,7 @@ def test_fixture_records_the_original_run():
     record = json.loads((REFERENCE / "reference_g0.25.json").read_text())
     assert record["model"] == "MSD_musicnn" and record["n_frames"] == 187
     assert set(record["clips"]) == {f"{c}_g0.25" for c in CLIPS}
+    assert record["tensorflow"] == "2.21.0" and record["librosa"] == "0.11.0"
     sums = dict(line.split()[::-1] for line in (AUDIO / "SHA256SUMS").read_text().splitlines())
     for clip in CLIPS:
         digest = hashlib.sha256((AUDIO / f"{clip}.flac").read_bytes()).hexdigest()
@@ -146,3 +147,25 @@ def test_embedder_interface_and_errors(embedders):
         emb(torch.full((1, 48000), float("nan")))
     with pytest.raises(ValueError, match="layer="):
         MusicnnEmbedder("logits")  # type: ignore[arg-type]
+
+
+def test_mtt_model_matches_original(embedders):
+    # MTT_musicnn: same architecture and front end, MagnaTagATune weights (made with MUSICNN_MODEL=MTT_musicnn).
+    record = json.loads((REFERENCE / "reference_g0.25_MTT_musicnn.json").read_text())
+    assert record["model"] == "MTT_musicnn"
+    emb = MusicnnEmbedder("taggram", model="MTT_musicnn")
+    assert emb.name == "musicnn-MTT-taggram" and len(emb.tags) == 50
+    for clip in CLIPS:
+        patches = torch.from_numpy(_ref(clip, 0.25, "patches").astype(np.float32))  # same front end as MSD
+        with torch.no_grad():
+            out = emb.net(patches)
+        for layer in LAYERS:
+            assert _rel_err(out[layer].numpy(), _ref(clip, 0.25, f"MTT_musicnn_{layer}")) < 2e-5, (
+                clip,
+                layer,
+            )
+    # A flute / oboe / clarinet / bassoon chorale: MTT's instrument and genre tags should say so.
+    taggram = _ref("mix", 0.25, "MTT_musicnn_taggram").mean(axis=0)
+    top = {emb.tags[i] for i in np.argsort(taggram)[-6:]}
+    assert top & {"classical", "flute", "classic", "strings", "slow", "quiet", "soft"}
+    assert not top & {"techno", "rock", "metal", "drums", "beat", "dance"}

@@ -18,9 +18,11 @@ from stemforge.metrics.midi_consistency import onset_roll, pitch_class_consisten
 from stemforge.metrics.midi_notes import NoteScores, note_scores, notes_from_roll
 from stemforge.metrics.musicnn import (
     MSD_TAGS,
+    MTT_TAGS,
     MusicnnEmbedder,
     MusicnnFrontEnd,
     MusicnnLayer,
+    MusicnnModel,
     MusicnnNet,
     musicnn_checkpoint_prefix,
     musicnn_log_mel,
@@ -39,6 +41,7 @@ from stemforge.metrics.vggish import VGGishEmbedder, VGGishNet, vggish_log_mel
 
 __all__ = [
     "MSD_TAGS",
+    "MTT_TAGS",
     "PWG_RESOLUTIONS",
     "SATB_RANGES",
     "CoconetNLL",
@@ -52,6 +55,7 @@ __all__ = [
     "MusicnnEmbedder",
     "MusicnnFrontEnd",
     "MusicnnLayer",
+    "MusicnnModel",
     "MusicnnNet",
     "NoteScores",
     "SISDRi",

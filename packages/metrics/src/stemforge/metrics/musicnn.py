@@ -36,9 +36,11 @@ from stemforge.metrics.tf_checkpoint import read_tf_checkpoint
 
 __all__ = [
     "MSD_TAGS",
+    "MTT_TAGS",
     "MusicnnEmbedder",
     "MusicnnFrontEnd",
     "MusicnnLayer",
+    "MusicnnModel",
     "MusicnnNet",
     "musicnn_checkpoint_prefix",
     "musicnn_log_mel",
@@ -61,6 +63,15 @@ MSD_TAGS = (
     "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop", "sad", "House", "happy",
 )  # fmt: skip
 
+MTT_TAGS = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
+    "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing", "vocals",
+    "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal", "pop", "soft",
+    "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice", "female vocal",
+    "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
+)  # fmt: skip
+
+MusicnnModel = Literal["MSD_musicnn", "MTT_musicnn"]
 MusicnnLayer = Literal["max_pool", "mean_pool", "penultimate", "taggram"]
 MusicnnFrontEnd = Literal["float32", "original"]
 
@@ -263,7 +274,9 @@ class MusicnnEmbedder(Embedder):
 
     ``layer`` picks the representation: ``"max_pool"`` (753, default: the pooled front/mid-end
     features before the tag-specific layers), ``"mean_pool"`` (753), ``"penultimate"`` (200) or
-    ``"taggram"`` (50 tag probabilities). ``front_end`` as in :func:`musicnn_log_mel`.
+    ``"taggram"`` (50 tag probabilities). ``front_end`` as in :func:`musicnn_log_mel`. ``model``
+    picks the checkpoint: ``"MSD_musicnn"`` (Million Song Dataset tags, :data:`MSD_TAGS`, default)
+    or ``"MTT_musicnn"`` (MagnaTagATune, :data:`MTT_TAGS`; same architecture).
     """
 
     sample_rate = SAMPLE_RATE
@@ -275,19 +288,24 @@ class MusicnnEmbedder(Embedder):
         layer: MusicnnLayer = "max_pool",
         *,
         front_end: MusicnnFrontEnd = "float32",
+        model: MusicnnModel = "MSD_musicnn",
         checkpoint: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         if front_end not in ("float32", "original"):
             raise ValueError(f"front_end={front_end!r}: choose 'float32' or 'original'")
+        if model not in ("MSD_musicnn", "MTT_musicnn"):
+            raise ValueError(f"model={model!r}: choose 'MSD_musicnn' or 'MTT_musicnn'")
         self.front_end = front_end
+        self.model = model
+        self.tags = MSD_TAGS if model == "MSD_musicnn" else MTT_TAGS
         if layer not in ("max_pool", "mean_pool", "penultimate", "taggram"):
             raise ValueError(f"layer={layer!r}: choose one of max_pool, mean_pool, penultimate, taggram")
         self.layer = layer
-        self.name = f"musicnn-MSD-{layer}" + ("-f16" if front_end == "original" else "")
+        self.name = f"musicnn-{model.split('_')[0]}-{layer}" + ("-f16" if front_end == "original" else "")
         self.embedding_dim = {"max_pool": 753, "mean_pool": 753, "penultimate": 200, "taggram": 50}[layer]
         self.net = MusicnnNet()
-        prefix = musicnn_checkpoint_prefix() if checkpoint is None else checkpoint
+        prefix = musicnn_checkpoint_prefix(model) if checkpoint is None else checkpoint
         self.net.load_tf_variables(_read_weights(str(prefix)))
         self.net.eval().requires_grad_(False)
 

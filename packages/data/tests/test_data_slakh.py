@@ -155,6 +155,13 @@ def test_resampled_reads_match_resampling_the_file(slakh_root):
     torch.testing.assert_close(item["stems"][0][200:-200], ref[200:-200], atol=2e-3, rtol=0)
 
 
+def test_no_usable_track_is_an_error(slakh_root):
+    with pytest.raises(SlakhFormatError, match=r"no usable track .* none of the stems"):
+        SlakhDataset(slakh_root, "test")  # the chorales have no bass/drums/guitar/piano classes
+    with pytest.raises(SlakhFormatError, match="shorter than a segment"):
+        SlakhDataset(slakh_root, "train", segment_samples=16000 * 600)
+
+
 def test_not_a_slakh_folder(tmp_path):
     with pytest.raises(SlakhFormatError, match="no 'train' split folder"):
         SlakhDataset(tmp_path, "train")

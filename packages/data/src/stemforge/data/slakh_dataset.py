@@ -163,6 +163,14 @@ class SlakhDataset(torch.utils.data.Dataset):
                 )
             else:
                 self.tracks.append(track)
+        if not self.tracks:
+            reasons = sorted({d.reason.split(" (")[0] for d in self.dropped}) or [
+                "the split folder has no tracks"
+            ]
+            raise SlakhFormatError(
+                f"{self.root / split}: no usable track for stems {self.stem_names} "
+                f"({len(self.dropped)} dropped: {'; '.join(reasons)}); check stems, group_by and segment_samples"
+            )
         if any(t.native_rate != self.sample_rate for t in self.tracks):
             rates = sorted({t.native_rate for t in self.tracks})
             warnings.warn(

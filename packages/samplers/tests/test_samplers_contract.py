@@ -189,6 +189,10 @@ def test_bad_inputs_get_clear_errors() -> None:
         )
     with pytest.raises(ValueError, match="without the stem axis"):
         msdm_dirac_separate(oracle, torch.zeros(2, 3), torch.zeros(2, 3, 4), schedule)
+    with pytest.raises(ValueError, match="NaN"):
+        ddim_sample(oracle, torch.full((2, 3), float("nan")), schedule, num_steps=5)
+    with pytest.raises(ValueError, match="NaN"):
+        msdm_dirac_separate(oracle, torch.full((2, 4), float("nan")), torch.zeros(2, 3, 4), schedule)
     with pytest.raises(ValueError, match="linear mixing"):
         msdm_dirac_separate(
             oracle, torch.zeros(2, 4), torch.zeros(2, 3, 4), schedule, mixing=lambda s: s.sum(1)

@@ -67,6 +67,8 @@ def check_latent(x: Tensor, name: str = "x_T") -> None:
         raise TypeError(f"{name} must be a floating tensor, got {x.dtype}; pass float32 or bfloat16 noise")
     if x.ndim < 2:
         raise ValueError(f"{name} must be batch-first (B, ...), got shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} holds NaN or infinite values; check the latent or noise that produced it")
 
 
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -80,6 +80,7 @@ def inpaint_sample(
     ``given`` at missing stems are ignored. ``x_T`` (B, S, ...) is the starting noise.
     """
     check_latent(x_T)
+    check_latent(given, "given")
     if given.shape != x_T.shape:
         raise ValueError(
             f"given has shape {tuple(given.shape)} but x_T has {tuple(x_T.shape)}; pass the same shape"

@@ -56,6 +56,8 @@ def _check_separation_inputs(x_T: Tensor, mixture: Tensor, schedule: NoiseSchedu
             f"mixture has shape {tuple(mixture.shape)} but stems x_T {tuple(x_T.shape)} need (B, ...) = "
             f"{(x_T.shape[0], *x_T.shape[2:])}; pass the mixture without the stem axis"
         )
+    if not bool(torch.isfinite(mixture).all()):
+        raise ValueError("the mixture holds NaN or infinite values; check the latent that produced it")
 
 
 def msdm_dirac_separate(

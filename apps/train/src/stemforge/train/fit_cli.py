@@ -73,7 +73,13 @@ def _midi_nll(args: argparse.Namespace) -> int:
     results = []
     for split in args.splits:
         result = jsb_framewise_nll(
-            model, split, length=args.length, windows=args.windows, batch_size=args.batch_size, seed=args.seed
+            model,
+            split,
+            length=args.length,
+            windows=args.windows,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            max_windows=args.max_windows,
         )
         result["model"] = str(args.model)
         result["step"] = config.get("step")
@@ -174,6 +180,7 @@ def register(subparsers: Any) -> None:
     nll_p.add_argument("--windows", choices=("first", "all"), default="first")
     nll_p.add_argument("--batch-size", type=int, default=128)
     nll_p.add_argument("--seed", type=int, default=0)
+    nll_p.add_argument("--max-windows", type=int, default=None, help="score only the first N windows")
     nll_p.add_argument("--threads", type=int, default=0)
     nll_p.add_argument("--out", help="write the results as JSON to this file")
     nll_p.set_defaults(func=_midi_nll)

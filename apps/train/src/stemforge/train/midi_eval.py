@@ -37,10 +37,13 @@ def jsb_framewise_nll(
     windows: Literal["first", "all"] = "first",
     batch_size: int = 128,
     seed: int = 0,
+    max_windows: int | None = None,
 ) -> dict[str, Any]:
     from stemforge.samplers.discrete_nll import chain_rule_nll, nats_per_frame
 
     data = jsb_windows(split, length, windows)
+    if max_windows is not None:
+        data = data[:max_windows]
     gen = torch.Generator().manual_seed(seed)
     per_window = []
     start = time.perf_counter()

@@ -141,3 +141,25 @@ def test_console_script_runs_as_a_process(jsb_out):
     )
     assert result.returncode == 0, result.stderr
     assert "Track00001" in result.stdout
+
+
+@pytest.mark.slow
+def test_render_whole_test_split_and_read_it_back(tmp_path, capsys):
+    import numpy as np
+
+    from stemforge.data import SlakhDataset
+    from stemforge.midi import JSB_STEMS, jsb_midi
+
+    out = tmp_path / "jsb"
+    assert main(["data", "render", "--source", "jsb", "--split", "test", "--out", str(out)]) == 0
+    tracks = sorted((out / "test").iterdir())
+    assert len(tracks) == 77
+    for index in (0, 38, 76):
+        end = jsb_midi("test", index).get_end_time()
+        assert sf.info(tracks[index] / "mix.flac").frames == int(np.ceil((end + 1.0) * 16000))
+    ds = SlakhDataset(out, "test", stems=JSB_STEMS, group_by="stem_name", segment_samples=163840, train=False)
+    assert len(ds.tracks) + len(ds.dropped) == 77
+    assert all(d.reason.startswith("shorter than a segment") for d in ds.dropped)
+    item = ds[len(ds) - 1]
+    assert item["stems"].shape == (4, 163840)
+    assert "77" in capsys.readouterr().out

@@ -171,6 +171,14 @@ def test_not_a_slakh_folder(tmp_path):
         SlakhDataset(tmp_path, "train")
     with pytest.raises(SlakhFormatError, match="use one of"):
         SlakhDataset(tmp_path, "training")
+    # Safe YAML only: a Python object tag is refused, never constructed.
+    marker = tmp_path / "constructed"
+    (tmp_path / "train" / "Track00001" / "metadata.yaml").write_text(
+        f'stems: !!python/object/apply:pathlib.Path.touch [!!python/object/apply:pathlib.Path ["{marker}"]]\n'
+    )
+    with pytest.raises(SlakhFormatError, match="invalid YAML"):
+        SlakhDataset(tmp_path, "train")
+    assert not marker.exists()
 
 
 def test_redux_leaves_out_omitted_tracks(slakh_root, tmp_path):

@@ -34,6 +34,8 @@ from stemforge.data.render import RenderedTrack
 from stemforge.midi import TempoMap, write_midi
 
 SLAKH_SPLITS: tuple[str, ...] = ("train", "validation", "test")
+#: libyaml's safe loader when PyYAML was built with it (about 10x faster on Slakh's 2,100 files).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 OMITTED = "omitted"
 
 
@@ -130,13 +132,13 @@ class TrackInfo:
 
 
 def read_metadata(track_dir: str | os.PathLike[str]) -> TrackInfo:
-    """Parse ``track_dir/metadata.yaml`` with ``yaml.safe_load`` and check its fields."""
+    """Parse ``track_dir/metadata.yaml`` with a safe YAML loader and check its fields."""
     track_dir = Path(track_dir)
     meta_path = track_dir / "metadata.yaml"
     if not meta_path.is_file():
         raise SlakhFormatError(f"{track_dir}: no metadata.yaml; this is not a Slakh2100 track folder")
     try:
-        meta = yaml.safe_load(meta_path.read_text())
+        meta = yaml.load(meta_path.read_text(), Loader=_SAFE_LOADER)
     except yaml.YAMLError as err:
         raise SlakhFormatError(
             f"{meta_path}: invalid YAML ({err}); restore the file from the dataset"

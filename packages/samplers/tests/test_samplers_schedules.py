@@ -103,5 +103,11 @@ def test_timestep_grids() -> None:
     assert leading == [i * 5 + 1 for i in range(200)][::-1]
     lin = timesteps(schedule, 10, "linspace")
     assert lin[0] == 999 and lin[-1] == 0
+    log_grid = timesteps(schedule, 20, "log_snr")
+    assert log_grid[0] == 999.0 and log_grid[-1] == 0.0
+    lam = schedule.log_snr(torch.tensor(log_grid))
+    assert torch.allclose(lam.diff(), lam.diff().mean().expand(19), rtol=1e-6)  # uniform in log-SNR
     with pytest.raises(ValueError, match="num_steps"):
         timesteps(schedule, 1001)
+    with pytest.raises(ValueError, match="finite SNR"):
+        timesteps(NoiseSchedule.from_name("msgld-zero-snr"), 10, "log_snr")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -12,7 +13,7 @@ from torch import Tensor
 from stemforge.samplers.objectives import Model, Prediction, expand_like, x0_and_eps
 from stemforge.samplers.schedules import NoiseSchedule
 
-Spacing = Literal["trailing", "leading", "linspace"]
+Spacing = Literal["linspace", "trailing", "leading", "log_snr"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ Progress = Callable[[Iterable[int]], Iterable[int]]
 DenoisedFn = Callable[[Tensor, Tensor], Tensor]
 
 
-def timesteps(schedule: NoiseSchedule, num_steps: int, spacing: Spacing = "linspace") -> list[int]:
+def timesteps(schedule: NoiseSchedule, num_steps: int, spacing: Spacing = "linspace") -> list[float]:
     """Descending training timesteps for a sampler of ``num_steps`` steps.
 
     ``linspace`` (the default) rounds ``linspace(N-1, 0, n)``: it starts at the last training step
@@ -41,11 +42,25 @@ def timesteps(schedule: NoiseSchedule, num_steps: int, spacing: Spacing = "linsp
     the smallest the schedule allows (a grid that stops at a larger ``t`` returns ``E[x_0 | x_t]``
     there, which lacks the posterior variance at that level). ``trailing`` is
     ``round(N - 1 - i N / n)`` (Lin et al. 2023, table 2); ``leading`` is Latent Diffusion's
-    "uniform" DDIM grid (``range(0, N, N // n) + 1``, MSG-LD's sampler).
+    "uniform" DDIM grid (``range(0, N, N // n) + 1``, MSG-LD's sampler). ``log_snr`` is uniform in
+    log-SNR between ``t = N-1`` and ``t = 0`` (fractional timesteps; DPM-Solver's recommended grid,
+    Lu et al. 2022, section 3.4), which needs a finite terminal SNR.
     """
     n_train = schedule.num_steps
     if not 1 <= num_steps <= n_train:
         raise ValueError(f"num_steps={num_steps} must lie in [1, {n_train}] (the schedule's training steps)")
+    if spacing == "log_snr":
+        first, last = float(schedule.log_snr(n_train - 1)), float(schedule.log_snr(0))
+        if not math.isfinite(first):
+            raise ValueError(
+                "spacing='log_snr' needs a finite SNR at the last step; use 'linspace' at zero terminal SNR"
+            )
+        if num_steps == 1:
+            return [float(n_train - 1)]
+        lam = torch.linspace(first, last, num_steps, dtype=torch.float64)
+        grid_f = schedule.timestep_from_log_snr(lam).clamp(0, n_train - 1).tolist()
+        grid_f[0], grid_f[-1] = float(n_train - 1), 0.0
+        return grid_f
     if spacing == "trailing":
         grid = [round(n_train - 1 - i * n_train / num_steps) for i in range(num_steps)]
     elif spacing == "leading":
@@ -54,12 +69,14 @@ def timesteps(schedule: NoiseSchedule, num_steps: int, spacing: Spacing = "linsp
     elif spacing == "linspace":
         grid = torch.linspace(n_train - 1, 0, num_steps).round().long().tolist()
     else:
-        raise ValueError(f"spacing={spacing!r} is unknown; use 'trailing', 'leading' or 'linspace'")
+        raise ValueError(
+            f"spacing={spacing!r} is unknown; use 'linspace', 'trailing', 'leading' or 'log_snr'"
+        )
     if len(set(grid)) != len(grid):
         raise ValueError(
             f"spacing={spacing!r} with num_steps={num_steps} repeats a timestep; use fewer steps"
         )
-    return grid
+    return [float(t) for t in grid]
 
 
 def check_latent(x: Tensor, name: str = "x_T") -> None:

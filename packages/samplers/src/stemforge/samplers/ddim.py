@@ -120,7 +120,7 @@ def ddim_invert(
     check_latent(x_0, "x_0")
     grid = timesteps(schedule, num_steps, spacing)[::-1]
     x = x_0.float()
-    previous = -1
+    previous = -1.0
     for i in steps(len(grid), progress):
         t = grid[i]
         level = previous if previous >= 0 else t

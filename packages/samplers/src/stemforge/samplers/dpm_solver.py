@@ -43,7 +43,7 @@ def dpm_solver_pp_2m_sample(
     num_steps: int = 20,
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
-    spacing: Spacing = "linspace",
+    spacing: Spacing | None = None,
     generator: torch.Generator | None = None,
     denoised_fn: DenoisedFn | None = None,
     callback: StepCallback | None = None,
@@ -51,10 +51,14 @@ def dpm_solver_pp_2m_sample(
 ) -> Tensor:
     """Deterministic few-step sampling from ``x_T`` (B, ...) with DPM-Solver++(2M).
 
+    ``spacing=None`` takes the grid uniform in log-SNR (fractional timesteps, Lu et al.'s choice,
+    with which the solver shows its second order) or ``linspace`` at zero terminal SNR.
     ``generator`` is accepted for a uniform sampler signature; the solver draws no noise.
     """
     del generator
     check_latent(x_T)
+    if spacing is None:
+        spacing = "log_snr" if math.isfinite(float(schedule.log_snr(schedule.num_steps - 1))) else "linspace"
     grid = timesteps(schedule, num_steps, spacing)
     x = x_T.float()
     previous_x0: Tensor | None = None

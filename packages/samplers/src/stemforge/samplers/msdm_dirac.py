@@ -44,7 +44,7 @@ from stemforge.samplers.objectives import Model, Prediction
 from stemforge.samplers.schedules import NoiseSchedule
 
 
-def _check_separation_inputs(x_T: Tensor, mixture: Tensor, schedule: NoiseSchedule, first_t: int) -> None:
+def _check_separation_inputs(x_T: Tensor, mixture: Tensor, schedule: NoiseSchedule, first_t: float) -> None:
     check_latent(x_T)
     if float(schedule.alpha(first_t)) == 0:
         raise ValueError(

@@ -61,7 +61,7 @@ def likelihood_grad(x_ve: Tensor, mixture: Tensor, mixing: Mixing, sigma_y: Tens
 
 
 def _check_stable(
-    schedule: NoiseSchedule, t: int, t_next: int, gamma: Tensor, mixing: Mixing, like: Tensor
+    schedule: NoiseSchedule, t: float, t_next: float, gamma: Tensor, mixing: Mixing, like: Tensor
 ) -> None:
     """Fail before NaNs: the explicit step shrinks the constraint residual by the factor
     ``1 - (sigma_VE - sigma_VE_next) sigma_VE |w|^2 / sigma_y^2``, stable only while it exceeds -1."""

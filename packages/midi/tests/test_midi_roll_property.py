@@ -76,7 +76,9 @@ def note_list(midi):
     )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(midi_files())
 def test_random_files_round_trip(tmp_path, case):
     tempos, notes = case

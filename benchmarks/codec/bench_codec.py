@@ -1,7 +1,7 @@
 """Encode / decode speed (x real time) and peak memory of stemforge's codecs.
 
 Cases: ``clip4`` = a 10.24 s clip with 4 stems (1, 4, 163840) at 16 kHz (MSG-LD's training
-example), ``stereo3min`` = a 3-minute stereo file coded as 2 stems (1, 2, 2880000), which goes
+example), ``clip1`` = one stem of it, ``stereo3min`` = a 3-minute stereo file coded as 2 stems (1, 2, 2880000), which goes
 through the chunked overlap-add path. Codecs: ``mel_vae:msgld`` (the MSG-LD VAE + HiFi-GAN at the
 reference size), ``mel_vae:tiny``, ``waveform:base``, ``waveform:tiny``; weights are random (speed
 and memory do not depend on their values).
@@ -10,7 +10,8 @@ Each (codec, case) runs in its own process so that its peak resident memory (``r
 or ``torch.cuda.max_memory_allocated`` (GPU) is its own; the process's resident memory after
 building the codec is reported as the baseline. Each timing is the median of ``--repeats`` runs
 after ``--warmup`` untimed runs (CUDA events and synchronisation on GPU). x real time = audio
-duration of the file / wall time (all stems of the file coded).
+duration of the file / wall time (all stems of the file coded). On CPU the process's CPU time per
+run is recorded too (``cpu_s_all``), which other processes on a shared machine disturb less.
 
     nice -n 10 hatch run bench:codec --codecs mel_vae:msgld waveform:base --cases clip4 --repeats 3
 """
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-CASES = {"clip4": (1, 4, 163840), "stereo3min": (1, 2, 180 * 16000)}
+CASES = {"clip1": (1, 1, 163840), "clip4": (1, 4, 163840), "stereo3min": (1, 2, 180 * 16000)}
 
 
 def build(spec: str):
@@ -60,6 +61,8 @@ def worker(spec: str, case: str, device: str, warmup: int, repeats: int) -> dict
     baseline = rss_mb()
     cuda = device.startswith("cuda")
 
+    cpu_seconds: list[float] = []
+
     def timed(fn) -> float:
         if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -68,18 +71,19 @@ def worker(spec: str, case: str, device: str, warmup: int, repeats: int) -> dict
             end.record()
             torch.cuda.synchronize()
             return start.elapsed_time(end) / 1000
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
+        cpu_seconds.append(time.process_time() - c0)
         return time.perf_counter() - t0
 
+    outputs: list[torch.Tensor] = []
     with torch.inference_mode():
-        latent = codec.encode(wave)
         for _ in range(warmup):
-            codec.decode(latent)
-            codec.encode(wave)
+            codec.decode(codec.encode(wave))
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        encode_times = [timed(lambda: codec.encode(wave)) for _ in range(repeats)]
+        encode_times = [timed(lambda: outputs.append(codec.encode(wave))) for _ in range(repeats)]
+        latent = outputs[-1]
         decode_times = [timed(lambda: codec.decode(latent)) for _ in range(repeats)]
     seconds = shape[-1] / codec.sample_rate
     result = {
@@ -95,6 +99,8 @@ def worker(spec: str, case: str, device: str, warmup: int, repeats: int) -> dict
         "decode_s_all": decode_times,
         "encode_x_realtime": seconds / statistics.median(encode_times),
         "decode_x_realtime": seconds / statistics.median(decode_times),
+        # CPU time of this process (all threads) per timed run: less sensitive than wall time to other load.
+        "cpu_s_all": cpu_seconds,
         "warmup": warmup,
         "repeats": repeats,
         "baseline_rss_mb": baseline,

@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--vocoder-steps", type=int, default=300)
     parser.add_argument("--waveform-steps", type=int, default=300)
     parser.add_argument("--eval-seconds", type=float, default=5.12)
+    parser.add_argument("--parts", nargs="+", choices=["mel", "waveform"], default=["mel", "waveform"])
     args = parser.parse_args()
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
@@ -152,77 +153,91 @@ def main() -> None:
 
     config = MelVAECodecConfig(
         MelConfig(),
-        AutoencoderKLConfig(ch=32, ch_mult=(1, 2, 4), num_res_blocks=1, norm_groups=8),
-        HiFiGANConfig(upsample_initial_channel=128),
+        AutoencoderKLConfig(ch=16, ch_mult=(1, 2, 4), num_res_blocks=1, norm_groups=8, mid_attention=False),
+        HiFiGANConfig(
+            upsample_initial_channel=64, resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3),) * 2
+        ),
     )
     codec = MelVAECodec(config)
     mel_fn = codec.front_end
     results: dict = {"configs": {"mel_vae": config.to_dict()}}
 
-    print("VAE")
-    opt_vae = torch.optim.Adam(codec.vae.parameters(), lr=4.5e-4)
-    results["vae_training"] = run_steps(
-        "vae",
-        args.vae_steps,
-        lambda i: vae_step(codec.vae, mel_fn(crops(train, 64 * 160, 8, gen)), opt_vae, kl_weight=1e-6),
-        "l1",
-    )
+    mel_part, wave_part = "mel" in args.parts, "waveform" in args.parts
+    if mel_part:
+        print("VAE")
+        opt_vae = torch.optim.Adam(codec.vae.parameters(), lr=4.5e-4)
+        results["vae_training"] = run_steps(
+            "vae",
+            args.vae_steps,
+            lambda i: vae_step(codec.vae, mel_fn(crops(train, 32 * 160, 4, gen)), opt_vae, kl_weight=1e-6),
+            "l1",
+        )
+        print("vocoder")
+        discriminators = (MultiPeriodDiscriminator(channels=1 / 16), MultiScaleDiscriminator(channels=1 / 16))
+        opt_g = torch.optim.AdamW(codec.vocoder.parameters(), lr=2e-4, betas=(0.8, 0.99))
+        opt_d = torch.optim.AdamW(
+            [p for d in discriminators for p in d.parameters()], lr=2e-4, betas=(0.8, 0.99)
+        )
 
-    print("vocoder")
-    discriminators = (MultiPeriodDiscriminator(channels=1 / 8), MultiScaleDiscriminator(channels=1 / 8))
-    opt_g = torch.optim.AdamW(codec.vocoder.parameters(), lr=2e-4, betas=(0.8, 0.99))
-    opt_d = torch.optim.AdamW([p for d in discriminators for p in d.parameters()], lr=2e-4, betas=(0.8, 0.99))
+        def vocoder_batch(i: int) -> dict:
+            wave = crops(train, 16 * 160, 2, gen)
+            return vocoder_step(codec.vocoder, discriminators, mel_fn, mel_fn(wave), wave, opt_g, opt_d)
 
-    def vocoder_batch(i: int) -> dict:
-        wave = crops(train, 32 * 160, 4, gen)
-        return vocoder_step(codec.vocoder, discriminators, mel_fn, mel_fn(wave), wave, opt_g, opt_d)
+        results["vocoder_training"] = run_steps("vocoder", args.vocoder_steps, vocoder_batch, "mel_l1")
 
-    results["vocoder_training"] = run_steps("vocoder", args.vocoder_steps, vocoder_batch, "mel_l1")
-
-    print("waveform autoencoder")
-    wcfg = WaveformAutoencoderConfig(channels=16, max_channels=128, strides=(2, 4, 5, 8), latent_dim=16)
-    wcodec = WaveformCodec(wcfg)
-    opt_w = torch.optim.Adam(wcodec.autoencoder.parameters(), lr=1e-3)
-    results["configs"]["waveform"] = wcfg.to_dict()
-    results["waveform_training"] = run_steps(
-        "waveform",
-        args.waveform_steps,
-        lambda i: waveform_autoencoder_step(wcodec.autoencoder, crops(train, 20 * 320, 4, gen), opt_w),
-        "loss",
-    )
+    if wave_part:
+        print("waveform autoencoder")
+        wcfg = WaveformAutoencoderConfig(channels=8, max_channels=64, strides=(2, 4, 5, 8), latent_dim=16)
+        wcodec = WaveformCodec(wcfg)
+        opt_w = torch.optim.Adam(wcodec.autoencoder.parameters(), lr=1e-3)
+        results["configs"]["waveform"] = wcfg.to_dict()
+        results["waveform_training"] = run_steps(
+            "waveform",
+            args.waveform_steps,
+            lambda i: waveform_autoencoder_step(wcodec.autoencoder, crops(train, 16 * 320, 2, gen), opt_w),
+            "loss",
+        )
 
     print("evaluation on held-out clips")
-    codec.eval()
-    wcodec.eval()
     with torch.no_grad():
-        estimate_scale_factor(codec, [crops(train, 256 * 640 // 4, 4, gen)[None] for _ in range(2)])
         mel = mel_fn(heldout)
-        silent_mel = torch.full_like(mel, math.log(config.mel.log_clamp))
-        train_mean = mel_fn(crops(train, 64 * 160, 32, gen)).mean(dim=(0, 1))
-        vae_mel = codec.vae.decode(codec.vae.encode(mel).mode())
-        vocoded = codec.vocoder(mel)
-        gl = griffin_lim(mel, mel_fn.filters, config.mel)
-        chain = codec.decode(codec.encode(heldout[None]))[0]
-        wave_ae = wcodec.decode(wcodec.encode(heldout[None]))[0]
-        silence = torch.zeros_like(heldout)
 
         def mel_mse(wave_or_mel: torch.Tensor, is_mel: bool = False) -> float:
             other = wave_or_mel if is_mel else mel_fn(wave_or_mel)
             return float((other - mel).square().mean())
 
-        table = {
-            "VAE reconstruction (mel)": {"mel_mse": mel_mse(vae_mel, True)},
-            "baseline: silent mel": {"mel_mse": mel_mse(silent_mel, True)},
-            "baseline: training mean mel frame": {"mel_mse": mel_mse(train_mean.expand_as(mel), True)},
-            "vocoder(mel(x))": {"mel_mse": mel_mse(vocoded), "mr_stft": mr_stft(vocoded, heldout)},
-            "baseline: Griffin-Lim 32 it. from mel(x)": {
-                "mel_mse": mel_mse(gl),
-                "mr_stft": mr_stft(gl, heldout),
-            },
-            "MSG-LD chain decode(encode(x))": {"mel_mse": mel_mse(chain), "mr_stft": mr_stft(chain, heldout)},
-            "waveform autoencoder": {"mel_mse": mel_mse(wave_ae), "mr_stft": mr_stft(wave_ae, heldout)},
-            "baseline: silence": {"mel_mse": mel_mse(silence), "mr_stft": mr_stft(silence, heldout)},
-        }
+        silence = torch.zeros_like(heldout)
+        table = {"baseline: silence": {"mel_mse": mel_mse(silence), "mr_stft": mr_stft(silence, heldout)}}
+        if mel_part:
+            codec.eval()
+            estimate_scale_factor(codec, [crops(train, 256 * 640 // 4, 4, gen)[None] for _ in range(2)])
+            silent_mel = torch.full_like(mel, math.log(config.mel.log_clamp))
+            train_mean = mel_fn(crops(train, 64 * 160, 32, gen)).mean(dim=(0, 1))
+            vae_mel = codec.vae.decode(codec.vae.encode(mel).mode())
+            vocoded = codec.vocoder(mel)
+            gl = griffin_lim(mel, mel_fn.filters, config.mel)
+            chain = codec.decode(codec.encode(heldout[None]))[0]
+            table |= {
+                "VAE reconstruction (mel)": {"mel_mse": mel_mse(vae_mel, True)},
+                "baseline: silent mel": {"mel_mse": mel_mse(silent_mel, True)},
+                "baseline: training mean mel frame": {"mel_mse": mel_mse(train_mean.expand_as(mel), True)},
+                "vocoder(mel(x))": {"mel_mse": mel_mse(vocoded), "mr_stft": mr_stft(vocoded, heldout)},
+                "baseline: Griffin-Lim 32 it. from mel(x)": {
+                    "mel_mse": mel_mse(gl),
+                    "mr_stft": mr_stft(gl, heldout),
+                },
+                "MSG-LD chain decode(encode(x))": {
+                    "mel_mse": mel_mse(chain),
+                    "mr_stft": mr_stft(chain, heldout),
+                },
+            }
+        if wave_part:
+            wcodec.eval()
+            wave_ae = wcodec.decode(wcodec.encode(heldout[None]))[0]
+            table["waveform autoencoder"] = {
+                "mel_mse": mel_mse(wave_ae),
+                "mr_stft": mr_stft(wave_ae, heldout),
+            }
     results["heldout"] = {"clips": int(heldout.shape[0]), "seconds_each": eval_len / 16000, "metrics": table}
     results["machine"] = {
         "platform": platform.platform(),
@@ -235,7 +250,7 @@ def main() -> None:
     for name, row in table.items():
         mr = f"{row['mr_stft']:10.4f}" if "mr_stft" in row else f"{'':>10s}"
         print(f"{name:45s} {row['mel_mse']:10.4f} {mr}")
-    for key in ("vae_training", "vocoder_training", "waveform_training"):
+    for key in [k for k in ("vae_training", "vocoder_training", "waveform_training") if k in results]:
         r = results[key]
         print(
             f"{key}: {r['monitored']} {r['first_10pct_mean']:.4f} -> {r['last_10pct_mean']:.4f} in {r['steps']} steps, {r['seconds']} s"

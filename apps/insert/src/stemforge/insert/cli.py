@@ -194,8 +194,9 @@ def _cmd_midi(args: argparse.Namespace) -> int:
             "name the MIDI file (SONG.mid), or pass --example for the chorale that ships with the app"
         )
     stems = parse_stems(args.stem, args.stems)
-    _device(args.device)
+    device = _device(args.device)
     model = load_midi_model(Path(args.checkpoint) if args.checkpoint else jsb_checkpoint())
+    model.model.to(device)
     song = example_chorale() if args.example else Path(args.song)
     with Reporter(not args.quiet) as reporter:
         paths = insert_midi_stems(

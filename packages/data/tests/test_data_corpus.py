@@ -93,3 +93,34 @@ def test_render_jsb_arguments():
         render_jsb("unused", "validation")
     with pytest.raises(ValueError, match="limit"):
         render_jsb("unused", "test", limit=0)
+
+
+@pytest.mark.slow  # spawning workers imports torch in each: > 10 s on 2 busy cores
+def test_worker_processes_write_the_same_files(tmp_path):
+    one = render_jsb(tmp_path / "one", "test", limit=3, seed=4)
+    seen = []
+    two = render_jsb(
+        tmp_path / "two", "test", limit=3, seed=4, jobs=2, progress=lambda d, t, n: seen.append((d, t))
+    )
+    assert [p.name for p in one] == [p.name for p in two]
+    assert sorted(seen) == [(1, 3), (2, 3), (3, 3)]
+    for a, b in zip(one, two):
+        files = sorted(f.relative_to(a) for f in a.rglob("*") if f.is_file())
+        assert files == sorted(f.relative_to(b) for f in b.rglob("*") if f.is_file())
+        for f in files:
+            assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    with pytest.raises(ValueError, match="jobs=0"):
+        render_jsb(tmp_path / "three", "test", limit=2, jobs=0)
+
+
+@pytest.mark.slow
+def test_worker_error_is_raised_with_the_file_name(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(MIDI / "waltz_fixed.mid", src / "a.mid")
+    shutil.copy(MIDI / "band_tempo_changes.mid", src / "b.mid")
+    # A SoundFont that is not one fails in the workers; the error reaches the caller.
+    bad = tmp_path / "bad.sf2"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00sfbk" + b"\x00" * 64)
+    with pytest.raises(Exception, match=r"bad\.sf2"):
+        render_midi_folder(src, tmp_path / "out", config=RenderConfig(soundfont=str(bad)), jobs=2)

@@ -1,7 +1,7 @@
 """``stemforge-train data``: render MIDI corpora to Slakh format and inspect Slakh-format folders.
 
 stemforge-train data render --source jsb --split train --out DIR [--soundfont PATH]
-    [--sample-rate 16000] [--limit N] [--seed S] [--overwrite]
+    [--sample-rate 16000] [--limit N] [--seed S] [--programs ...] [--jobs N] [--overwrite]
 stemforge-train data render --source MIDI_DIR --split train --out DIR ...
 stemforge-train data info DIR [--all]
 """
@@ -70,6 +70,9 @@ def register(subparsers: Any) -> None:
     render.add_argument("--limit", type=int, default=None, help="render at most N pieces")
     render.add_argument("--seed", type=int, default=0, help="seed of the preset draws (default 0)")
     render.add_argument(
+        "--jobs", type=int, default=1, help="worker processes (default 1); the files do not depend on it"
+    )
+    render.add_argument(
         "--programs",
         default=None,
         help="General MIDI programs of the JSB voices, e.g. soprano=73,alto=68,tenor=71,bass=70 (the default)",
@@ -122,6 +125,8 @@ def run_render(args: argparse.Namespace) -> int:
     console = _console()
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: give a positive number of pieces")
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give a positive number of worker processes")
     try:
         config = RenderConfig(
             sample_rate=args.sample_rate,
@@ -163,6 +168,7 @@ def run_render(args: argparse.Namespace) -> int:
                     programs=programs,
                     seed=args.seed,
                     existing="overwrite" if args.overwrite else "skip",
+                    jobs=args.jobs,
                     progress=lambda done, _total, _name: progress.update(task, completed=done),
                 )
         else:
@@ -193,6 +199,7 @@ def run_render(args: argparse.Namespace) -> int:
                     config=config,
                     seed=args.seed,
                     existing="overwrite" if args.overwrite else "skip",
+                    jobs=args.jobs,
                     progress=lambda done, _total, _name: progress.update(task, completed=done),
                 )
     except (MidiError, RenderError, AudioError, SlakhFormatError) as err:

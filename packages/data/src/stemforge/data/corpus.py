@@ -8,8 +8,10 @@ clarinet, bassoon) and rendered by ``render.py``. JSB's ``valid`` split is writt
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +25,7 @@ MIDI_SUFFIXES = (".mid", ".midi")
 
 Progress = Callable[[int, int, str], None]
 Existing = Literal["error", "skip", "overwrite"]
+Task = tuple[Callable[..., Path], tuple]
 
 
 def _keep_existing(track_dir: Path, source: str, config: RenderConfig, seed: int, existing: Existing) -> bool:
@@ -50,6 +53,59 @@ def _keep_existing(track_dir: Path, source: str, config: RenderConfig, seed: int
     return True
 
 
+def _jsb_track(
+    split: str,
+    index: int,
+    programs: Mapping[str, int],
+    bpm: float,
+    config: RenderConfig,
+    seed: int,
+    path: Path,
+) -> Path:
+    midi = jsb_midi(split, index, programs=programs, bpm=bpm)  # type: ignore[arg-type]
+    track = render_midi(midi, config=config, seed=seed, stem_names=JSB_STEMS)
+    return write_slakh_track(track, midi, path, source=f"jsb:{split}:{index}", overwrite=True)
+
+
+def _midi_file_track(midi_path: Path, source: str, config: RenderConfig, seed: int, path: Path) -> Path:
+    midi = load_midi(midi_path)
+    track = render_midi(midi, config=config, seed=seed)
+    return write_slakh_track(track, midi, path, source=source, overwrite=True)
+
+
+def _execute(
+    todo: list[Task],
+    *,
+    jobs: int,
+    done: int,
+    total: int,
+    progress: Progress | None,
+) -> None:
+    """Run the render tasks in this process (jobs=1) or in ``jobs`` worker processes (spawned:
+    every task is deterministic from its own seed, so the output does not depend on ``jobs``)."""
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs}; give a positive number of worker processes")
+    if jobs == 1 or len(todo) < 2:
+        for fn, args in todo:
+            path = fn(*args)
+            done += 1
+            if progress is not None:
+                progress(done, total, path.name)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+        futures = [pool.submit(fn, *args) for fn, args in todo]
+        try:
+            for future in as_completed(futures):
+                path = future.result()  # a worker's error is raised here
+                done += 1
+                if progress is not None:
+                    progress(done, total, path.name)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
 def render_jsb(
     out_dir: str | os.PathLike[str],
     split: str = "train",
@@ -60,6 +116,7 @@ def render_jsb(
     seed: int = 0,
     bpm: float = 100.0,
     existing: Existing = "error",
+    jobs: int = 1,
     progress: Progress | None = None,
 ) -> list[Path]:
     """Render JSB chorales of ``split`` to ``out_dir/<slakh split>/TrackNNNNN``; returns the track folders.
@@ -67,8 +124,8 @@ def render_jsb(
     The default config keeps the voices' programs (``program_policy="keep"``).
     ``existing``: what to do with a track folder that is already there: "error", "skip" (keep it
     when it was rendered from the same chorale with the same settings, so an interrupted run
-    resumes; raise otherwise) or "overwrite". ``progress(done, total, name)`` is called after each
-    track.
+    resumes; raise otherwise) or "overwrite". ``jobs`` > 1 renders in that many worker processes
+    (same files as one process). ``progress(done, total, name)`` is called after each track.
     """
     if split not in JSB_SPLITS:
         raise ValueError(f"render_jsb: split={split!r}; use one of {JSB_SPLITS}")
@@ -78,16 +135,17 @@ def render_jsb(
     count = len(load_jsb(split))  # type: ignore[arg-type]
     total = count if limit is None else min(limit, count)
     folder = Path(out_dir) / JSB_TO_SLAKH[split]
-    written = []
+    written: list[Path] = []
+    todo: list[Task] = []
     for index in range(total):
         path, source = folder / f"Track{index + 1:05d}", f"jsb:{split}:{index}"
-        if not _keep_existing(path, source, config, seed + index, existing):
-            midi = jsb_midi(split, index, programs=programs, bpm=bpm)  # type: ignore[arg-type]
-            track = render_midi(midi, config=config, seed=seed + index, stem_names=JSB_STEMS)
-            write_slakh_track(track, midi, path, source=source, overwrite=True)
+        if _keep_existing(path, source, config, seed + index, existing):
+            if progress is not None:
+                progress(len(written) - len(todo) + 1, total, path.name)
+        else:
+            todo.append((_jsb_track, (split, index, dict(programs), bpm, config, seed + index, path)))
         written.append(path)
-        if progress is not None:
-            progress(index + 1, total, path.name)
+    _execute(todo, jobs=jobs, done=total - len(todo), total=total, progress=progress)
     return written
 
 
@@ -108,12 +166,13 @@ def render_midi_folder(
     config: RenderConfig | None = None,
     seed: int = 0,
     existing: Existing = "error",
+    jobs: int = 1,
     progress: Progress | None = None,
 ) -> list[Path]:
     """Render every MIDI file under ``src_dir`` to ``out_dir/split/TrackNNNNN`` (Slakh format).
 
     Every file is validated first (``stemforge.midi.load_midi``), so a bad file stops the run with
-    its name before anything is written. ``existing`` as in :func:`render_jsb`.
+    its name before anything is written. ``existing`` and ``jobs`` as in :func:`render_jsb`.
     """
     files = find_midi_files(src_dir)
     if not files:
@@ -124,14 +183,15 @@ def render_midi_folder(
         load_midi(path)
     config = config or RenderConfig()
     folder = Path(out_dir) / split
-    written = []
+    written: list[Path] = []
+    todo: list[Task] = []
     for index, path in enumerate(files):
         out, source = folder / f"Track{index + 1:05d}", str(path.relative_to(src_dir))
-        if not _keep_existing(out, source, config, seed + index, existing):
-            midi = load_midi(path)
-            track = render_midi(midi, config=config, seed=seed + index)
-            write_slakh_track(track, midi, out, source=source, overwrite=True)
+        if _keep_existing(out, source, config, seed + index, existing):
+            if progress is not None:
+                progress(len(written) - len(todo) + 1, len(files), out.name)
+        else:
+            todo.append((_midi_file_track, (path, source, config, seed + index, out)))
         written.append(out)
-        if progress is not None:
-            progress(index + 1, len(files), out.name)
+    _execute(todo, jobs=jobs, done=len(files) - len(todo), total=len(files), progress=progress)
     return written

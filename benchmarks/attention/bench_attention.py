@@ -229,10 +229,14 @@ def main(argv: list[str] | None = None) -> dict:
                     "variant": name,
                     **{k: spec[k] for k in ("tokens", "heads", "batch", "head_dim", "dtype", "mode")},
                 }
-                materialised = backend == "reference" or (backend == "sdpa" and bias)
-                if materialised and bias_bytes(spec) / 2**30 > args.max_materialised_gib:
+                limit = {
+                    "reference": args.max_reference_gib,
+                    "sdpa": args.max_materialised_gib if bias else None,
+                }
+                gib = bias_bytes(spec) / 2**30
+                if limit.get(backend) is not None and gib > limit[backend]:
                     row["skipped"] = (
-                        f"one L x L tensor is {bias_bytes(spec) / 2**30:.1f} GiB > --max-materialised-gib"
+                        f"one L x L float32 tensor is {gib:.1f} GiB > the {limit[backend]} GiB limit"
                     )
                 else:
                     row.update(run_isolated(spec, args.timeout))

@@ -50,3 +50,10 @@ def test_main_writes_json_with_machine_and_ratios(bench, tmp_path) -> None:
     baseline = next(r for r in saved["results"] if r["variant"] == "sdpa-bias")
     assert baseline["speedup_vs_baseline"] == 1.0
     assert saved["machine"]["torch"] and saved["results"][0]["flops"] == 4 * 2 * 64**2 * 32
+
+
+def test_memory_guard_skips_the_reference_above_its_limit(bench, tmp_path) -> None:
+    report = bench.main(["--sizes", "64:2", "--variants", "reference-bias", "--modes", "fwd",
+                         "--max-reference-gib", "0", "--out", str(tmp_path / "a.json")])  # fmt: skip
+    (row,) = report["results"]
+    assert "skipped" in row and "median_ms" not in row

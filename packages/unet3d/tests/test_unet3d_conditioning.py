@@ -166,3 +166,19 @@ def test_conditioning_shapes_are_checked(randomized) -> None:
         model(x, t, {"stem_mask": torch.ones(2, 4)})
     with pytest.raises(ValueError, match=r"cond\['text_mask'\] has shape"):
         model(x, t, {"text": torch.randn(2, 5, 12), "text_mask": torch.ones(2, 4, dtype=torch.bool)})
+
+
+def test_attention_backends_agree_inside_the_network(randomized) -> None:
+    # Self-attention and masked text cross-attention through the reference and SDPA backends.
+    x, t, mix = _inputs()
+    cond = {"mix_latent": mix, **_full_cond()}
+    outs = []
+    for backend in ("reference", "sdpa"):
+        model = randomized(
+            UNet3DConfig.from_name(
+                "tiny", text_dim=12, style_dim=6, stem_mask=True, attention_backend=backend
+            )
+        )
+        with torch.no_grad():
+            outs.append(model(x, t, cond))
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)

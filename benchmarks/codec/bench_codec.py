@@ -1,7 +1,7 @@
 """Encode / decode speed (x real time) and peak memory of stemforge's codecs.
 
 Cases: ``clip4`` = a 10.24 s clip with 4 stems (1, 4, 163840) at 16 kHz (MSG-LD's training
-example), ``clip1`` = one stem of it, ``stereo3min`` = a 3-minute stereo file coded as 2 stems (1, 2, 2880000), which goes
+example), ``clip1`` = one stem of it, ``stereo10s`` = 10.24 s of stereo, ``stereo3min`` = a 3-minute stereo file coded as 2 stems (1, 2, 2880000), which goes
 through the chunked overlap-add path. Codecs: ``mel_vae:msgld`` (the MSG-LD VAE + HiFi-GAN at the
 reference size), ``mel_vae:tiny``, ``waveform:base``, ``waveform:tiny``; weights are random (speed
 and memory do not depend on their values).
@@ -31,7 +31,12 @@ from pathlib import Path
 
 import torch
 
-CASES = {"clip1": (1, 1, 163840), "clip4": (1, 4, 163840), "stereo3min": (1, 2, 180 * 16000)}
+CASES = {
+    "clip1": (1, 1, 163840),
+    "clip4": (1, 4, 163840),
+    "stereo10s": (1, 2, 163840),
+    "stereo3min": (1, 2, 180 * 16000),
+}
 
 
 def build(spec: str):

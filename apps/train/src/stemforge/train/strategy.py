@@ -112,12 +112,26 @@ def deepspeed_config(
     }
 
 
+def _disable_shm_comm_op() -> None:
+    """Let gloo carry DeepSpeed's CPU collectives instead of its shared-memory op.
+
+    DeepSpeed's CPU backend JIT-compiles ``deepspeed_shm_comm`` (g++, ninja) under a file lock in
+    ``~/.cache/torch_extensions``; a process killed while holding that lock (a killed run, a
+    cancelled CI job) leaves it behind and every later run waits on it forever. The op is optional
+    (``build_shm_op`` returns None when it is marked incompatible), so the CPU path skips it.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def make_fabric(dist: DistConfig, optim: OptimConfig, micro_batch: int, grad_accum: int) -> Any:
     """A ``lightning_fabric.Fabric`` on the DeepSpeed strategy (CPU processes use gloo)."""
     accelerator = resolve_accelerator(dist)
     if accelerator == "cpu":
         # Must be set before deepspeed is imported anywhere in this process.
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        _disable_shm_comm_op()
     if dist.port is not None:
         os.environ.setdefault("MASTER_PORT", str(dist.port))
     if "CROSS_RANK" in os.environ and "NODE_RANK" not in os.environ:

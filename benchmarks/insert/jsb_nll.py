@@ -27,7 +27,9 @@ from stemforge.samplers import chain_rule_nll, nats_per_frame
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--split", default="test", choices=("valid", "test"))
     parser.add_argument("--limit", type=int, default=0, help="first N chorales (0: all)")
@@ -42,7 +44,9 @@ def main() -> None:
     windows = torch.stack([c[:, : args.length] for c in chorales])
     start = time.perf_counter()
     with torch.no_grad():
-        total = chain_rule_nll(model.model, windows, kind="categorical", generator=torch.Generator().manual_seed(args.seed))
+        total = chain_rule_nll(
+            model.model, windows, kind="categorical", generator=torch.Generator().manual_seed(args.seed)
+        )
     values = nats_per_frame(total, args.length).double()
     result = {
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},

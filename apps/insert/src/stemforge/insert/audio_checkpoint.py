@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from stemforge.insert.errors import InsertError
+
+if TYPE_CHECKING:
+    from stemforge.samplers import Prediction
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -34,7 +37,7 @@ class AudioModel:
     unet: torch.nn.Module
     codec: Any
     schedule: Any
-    prediction: str
+    prediction: Prediction
     stems: tuple[str, ...]
     mode: str
     """"msgld" (joint stems given the mixture), "arrangement" or "accompaniment" (one target stem)."""
@@ -151,7 +154,7 @@ def load_audio_model(path: Path, device: torch.device | str = "cpu") -> AudioMod
         unet=unet.eval().requires_grad_(False),
         codec=codec.eval().requires_grad_(False),
         schedule=schedule,
-        prediction=str(config.get("prediction", "epsilon")),
+        prediction=cast("Prediction", str(config.get("prediction", "epsilon"))),
         stems=stems,
         mode=mode,
         target=target,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -23,7 +24,7 @@ from stemforge.insert.insert_audio import insert_chunk
 from stemforge.insert.outputs import StagedOutputs, check_out_dir
 from stemforge.insert.progress import Reporter
 from stemforge.insert.sampling import SamplingOptions
-from stemforge.insert.separate import METHODS, separate_chunk
+from stemforge.insert.separate import METHODS, Method, separate_chunk
 
 #: The longest ``generate --seconds`` accepted (one hour of audio is a mistake, not a request).
 MAX_GENERATE_SECONDS = 600.0
@@ -97,7 +98,7 @@ def run_separate(
             model,
             c["mix"],
             x_T,
-            method=method,
+            method=cast(Method, method),
             guidance=guidance,
             options=sampling,
             generator=gen,  # type: ignore[arg-type]

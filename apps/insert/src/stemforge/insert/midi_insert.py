@@ -16,12 +16,15 @@ import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor
 
 from stemforge.insert.errors import InsertError
+
+if TYPE_CHECKING:
+    from stemforge.train.tasks.midi import VoiceInsertionModel
 
 #: Steps per quarter note of the symbolic models (16th notes).
 STEPS_PER_QUARTER = 4
@@ -83,7 +86,7 @@ def load_midi_model(path: Path) -> MidiModel:
         raise InsertError(
             f"--checkpoint {path}: the model does not load ({type(err).__name__}: {err})"
         ) from err
-    unet_config = model.unet.config
+    unet_config = cast("VoiceInsertionModel", model).unet.config
     return MidiModel(
         path=path,
         model=model.eval().requires_grad_(False),

@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 class Reporter:
@@ -12,9 +16,9 @@ class Reporter:
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self._progress = None
-        self._chunks = None
-        self._steps = None
+        self._progress: Progress | None = None
+        self._chunks: TaskID | None = None
+        self._steps: TaskID | None = None
 
     def __enter__(self) -> Reporter:
         if self.enabled:

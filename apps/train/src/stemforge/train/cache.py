@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -66,7 +67,10 @@ def _encode_split(
     codec, dataset: Dataset, folder: Path, stem_names: Sequence[str], batch: int, shard_items: int
 ) -> int:
     folder.mkdir(parents=True)
-    shards, stems_buf, mix_buf, total = [], [], [], 0
+    shards: list[dict[str, Any]] = []
+    stems_buf: list[Tensor] = []
+    mix_buf: list[Tensor] = []
+    total = 0
 
     def flush() -> None:
         if not stems_buf:

@@ -167,7 +167,7 @@ def _build(cls: type, raw: Any, source: str, prefix: str) -> Any:
         tp = hints[f.name]
         value = raw[f.name]
         if dataclasses.is_dataclass(tp):
-            kwargs[f.name] = _build(tp, value, source, f"{prefix}{f.name}.")
+            kwargs[f.name] = _build(typing.cast(type, tp), value, source, f"{prefix}{f.name}.")
         else:
             kwargs[f.name] = _check_value(tp, value, prefix + f.name, source)
     return cls(**kwargs)

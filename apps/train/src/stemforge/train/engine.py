@@ -16,10 +16,10 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -239,7 +239,7 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
     train_set = task.train_dataset()
     val_set = task.val_dataset()
     sampler = ShardedBatchSampler(
-        len(train_set), run.batch_size, fabric.global_rank, fabric.world_size, run.seed, position
+        len(cast(Sized, train_set)), run.batch_size, fabric.global_rank, fabric.world_size, run.seed, position
     )
     if run.fixed_batch:
         fixed_items = [train_set[j] for j in sampler.batch_indices(0, 0)]

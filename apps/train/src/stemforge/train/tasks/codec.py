@@ -74,7 +74,11 @@ class CodecTask:
     def build_model(self) -> nn.Module:
         from stemforge.codec import AutoencoderKL, HiFiGAN, WaveformAutoencoder
 
-        cls = {"waveform_ae": WaveformAutoencoder, "mel_vae": AutoencoderKL, "vocoder": HiFiGAN}[self.kind]
+        cls: type[WaveformAutoencoder] | type[AutoencoderKL] | type[HiFiGAN] = {
+            "waveform_ae": WaveformAutoencoder,
+            "mel_vae": AutoencoderKL,
+            "vocoder": HiFiGAN,
+        }[self.kind]
         return cls.from_config(self.model_config)
 
     def train_dataset(self) -> Dataset:

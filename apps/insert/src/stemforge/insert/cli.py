@@ -70,115 +70,78 @@ def _report(paths: Sequence[Path]) -> None:
         print(f"wrote {path}")
 
 
-def _cmd_separate(args: argparse.Namespace) -> int:
-    from stemforge.insert.audio_commands import run_separate
+def _run_audio_command(
+    args: argparse.Namespace, run, *positional, takes_inputs: bool = True, **options
+) -> int:
+    """Load the audio model, run one audio command with a progress reporter, list what it wrote."""
     from stemforge.insert.progress import Reporter
 
     sampling, chunking, inputs = _options(args)
     model = _audio_model(args)
+    if takes_inputs:
+        options["inputs"] = inputs
     with Reporter(not args.quiet) as reporter:
-        paths = run_separate(
-            model,
-            Path(args.mix),
-            Path(args.out),
-            method=args.method,
-            guidance=args.guidance,
-            sampling=sampling,
-            chunking=chunking,
-            inputs=inputs,
-            reporter=reporter,
-        )
+        paths = run(model, *positional, sampling=sampling, chunking=chunking, reporter=reporter, **options)
     _report(paths)
     return 0
+
+
+def _cmd_separate(args: argparse.Namespace) -> int:
+    from stemforge.insert.audio_commands import run_separate
+
+    return _run_audio_command(
+        args, run_separate, Path(args.mix), Path(args.out), method=args.method, guidance=args.guidance
+    )
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from stemforge.insert.audio_commands import run_generate
-    from stemforge.insert.progress import Reporter
 
-    sampling, chunking, _ = _options(args)
-    model = _audio_model(args)
-    with Reporter(not args.quiet) as reporter:
-        paths = run_generate(
-            model,
-            Path(args.out),
-            seconds=args.seconds,
-            sample_rate=args.sample_rate,
-            sampling=sampling,
-            chunking=chunking,
-            reporter=reporter,
-        )
-    _report(paths)
-    return 0
+    return _run_audio_command(
+        args,
+        run_generate,
+        Path(args.out),
+        takes_inputs=False,
+        seconds=args.seconds,
+        sample_rate=args.sample_rate,
+    )
 
 
 def _cmd_arrange(args: argparse.Namespace) -> int:
     from stemforge.insert.audio_commands import parse_given, run_arrange
-    from stemforge.insert.progress import Reporter
 
     given = parse_given(args.given)
-    sampling, chunking, inputs = _options(args)
-    model = _audio_model(args)
-    with Reporter(not args.quiet) as reporter:
-        paths = run_arrange(
-            model,
-            given,
-            Path(args.out),
-            sampling=sampling,
-            chunking=chunking,
-            inputs=inputs,
-            reporter=reporter,
-        )
-    _report(paths)
-    return 0
+    return _run_audio_command(args, run_arrange, given, Path(args.out))
 
 
 def _cmd_audio(args: argparse.Namespace) -> int:
     from stemforge.insert.audio_commands import run_insert_audio
-    from stemforge.insert.progress import Reporter
 
-    sampling, chunking, inputs = _options(args)
-    model = _audio_model(args)
-    with Reporter(not args.quiet) as reporter:
-        paths = run_insert_audio(
-            model,
-            Path(args.mix),
-            args.stem,
-            Path(args.out),
-            instruction=args.instruction,
-            guidance=args.guidance,
-            sampling=sampling,
-            chunking=chunking,
-            inputs=inputs,
-            reporter=reporter,
-        )
-    _report(paths)
-    return 0
+    return _run_audio_command(
+        args,
+        run_insert_audio,
+        Path(args.mix),
+        args.stem,
+        Path(args.out),
+        instruction=args.instruction,
+        guidance=args.guidance,
+    )
 
 
 def _cmd_accompany(args: argparse.Namespace) -> int:
     from stemforge.insert.audio_commands import run_accompany
-    from stemforge.insert.progress import Reporter
 
-    sampling, chunking, inputs = _options(args)
-    model = _audio_model(args)
-    with Reporter(not args.quiet) as reporter:
-        paths = run_accompany(
-            model,
-            Path(args.mix),
-            args.stem,
-            Path(args.out),
-            style=Path(args.style) if args.style else None,
-            style_strength=args.style_strength,
-            guidance=args.guidance,
-            rescale=args.rescale,
-            sampling=sampling,
-            chunking=chunking,
-            inputs=inputs,
-            reporter=reporter,
-        )
-    _report(paths)
-    return 0
+    return _run_audio_command(
+        args,
+        run_accompany,
+        Path(args.mix),
+        args.stem,
+        Path(args.out),
+        style=Path(args.style) if args.style else None,
+        style_strength=args.style_strength,
+        guidance=args.guidance,
+        rescale=args.rescale,
+    )
 
 
 def _cmd_midi(args: argparse.Namespace) -> int:

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench_common import cpuinfo_lines, machine_info, peak_rss_mib, run_isolated
 
 PAPER_SIZES = [(8192, 8), (2048, 12), (512, 20)]  # (tokens, heads) of the MSG-LD U-Net
 # (name, backend, bias): the materialised-bias SDPA path is the baseline to beat.
@@ -49,41 +50,23 @@ def cpu_peak_tflops(dtype: str) -> float | None:
     """Nominal fp32 peak: threads x clock x FLOP/cycle, 64 for Intel AVX-512 (2 x 512-bit FMA), else
     32 (2 x 256-bit FMA: AVX2 cores and AMD Zen 2-4, whose AVX-512 is double-pumped)."""
     try:
-        mhz = max(float(line.split(":")[1]) for line in _cpuinfo() if line.startswith("cpu MHz"))
+        mhz = max(float(line.split(":")[1]) for line in cpuinfo_lines() if line.startswith("cpu MHz"))
     except (OSError, ValueError):
         return None
-    flags = "\n".join(_cpuinfo())
+    flags = "\n".join(cpuinfo_lines())
     per_cycle = 64 if "avx512f" in flags and "GenuineIntel" in flags else 32
     return torch.get_num_threads() * mhz * 1e6 * per_cycle / 1e12 if dtype == "float32" else None
 
 
 def device_info(device: str) -> dict:
-    info = {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "load_average_at_end": os.getloadavg()}  # fmt: skip
-    try:
-        info["cpu"] = next(line.split(":")[1].strip() for line in _cpuinfo() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor()
+    info = machine_info(device)
     try:
         import triton
 
         info["triton"] = triton.__version__
     except ImportError:
         info["triton"] = None
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
     return info
-
-
-def _cpuinfo() -> list[str]:
-    return Path("/proc/cpuinfo").read_text().splitlines()
-
-
-def _peak_rss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def measure(spec: dict) -> dict:
@@ -118,13 +101,13 @@ def measure(spec: dict) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    rss0 = _peak_rss_mib()
+    rss0 = peak_rss_mib()
     step()  # first run: compilation / allocation, and the peak memory
     if cuda:
         torch.cuda.synchronize()
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = _peak_rss_mib() - rss0
+        peak = peak_rss_mib() - rss0
     for _ in range(spec["warmup"]):
         step()
     times = []
@@ -141,28 +124,6 @@ def measure(spec: dict) -> dict:
             step()
             times.append((time.perf_counter() - t0) * 1e3)
     return {"times_ms": times, "median_ms": statistics.median(times), "peak_mem_mib": peak}
-
-
-def _child(spec: dict, queue: mp.Queue) -> None:
-    try:
-        queue.put(measure(spec))
-    except Exception as err:  # reported in the table, e.g. out of memory
-        queue.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"})
-
-
-def run_isolated(spec: dict, timeout: float) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(spec, queue))
-    proc.start()
-    try:
-        result = queue.get(timeout=timeout)
-    except Exception:
-        result = {"error": f"no result within {timeout:.0f} s (exit code {proc.exitcode})"}
-    proc.join(5)
-    if proc.is_alive():
-        proc.kill()
-    return result
 
 
 def bias_bytes(spec: dict) -> float:
@@ -239,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
                         f"one L x L float32 tensor is {gib:.1f} GiB > the {limit[backend]} GiB limit"
                     )
                 else:
-                    row.update(run_isolated(spec, args.timeout))
+                    row.update(run_isolated(measure, spec, args.timeout))
                 flops = attention_flops(args.batch, heads, tokens, args.head_dim, mode)
                 row["flops"] = flops
                 if "median_ms" in row:

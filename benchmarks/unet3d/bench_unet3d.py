@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench_common import machine_info, peak_rss_mib, run_isolated
 
 H100_DENSE_BF16_TFLOPS = 790.0  # the figure this project plans with for an H100 (dense bf16)
 
@@ -54,16 +55,6 @@ def count_flops(preset: str, frames: int, batch: int = 1) -> dict:
     with FlopCounterMode(display=False) as both:
         model(x, t, cond).sum().backward()
     return {"forward": fwd.get_total_flops(), "fwd+bwd": both.get_total_flops()}
-
-
-def _cpuinfo() -> list[str]:
-    return Path("/proc/cpuinfo").read_text().splitlines()
-
-
-def _peak_rss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _inputs(model, batch: int, frames: int, device: str, dtype: torch.dtype):
@@ -100,13 +91,13 @@ def measure(spec: dict) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    rss0 = _peak_rss_mib()
+    rss0 = peak_rss_mib()
     step()
     if cuda:
         torch.cuda.synchronize()
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = _peak_rss_mib() - rss0
+        peak = peak_rss_mib() - rss0
     for _ in range(spec["warmup"]):
         step()
     times = []
@@ -142,41 +133,6 @@ def largest_batch(model, frames: int, device: str, dtype: torch.dtype, limit: in
     if best == 0:
         raise RuntimeError("batch 1 does not fit in device memory")
     return best
-
-
-def _child(spec: dict, queue: mp.Queue) -> None:
-    try:
-        queue.put(measure(spec))
-    except Exception as err:
-        queue.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"})
-
-
-def run_isolated(spec: dict, timeout: float) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(spec, queue))
-    proc.start()
-    try:
-        result = queue.get(timeout=timeout)
-    except Exception:
-        result = {"error": f"no result within {timeout:.0f} s (exit code {proc.exitcode})"}
-    proc.join(5)
-    if proc.is_alive():
-        proc.kill()
-    return result
-
-
-def machine(device: str) -> dict:
-    info = {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "load_average_at_end": os.getloadavg()}  # fmt: skip
-    try:
-        info["cpu"] = next(line.split(":")[1].strip() for line in _cpuinfo() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor()
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -226,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "dtype": dtype,
                 "flops_per_sample": flops["forward" if mode == "fwd" else "fwd+bwd"],
             }
-            row.update(run_isolated(spec, args.timeout))
+            row.update(run_isolated(measure, spec, args.timeout))
             if "median_s" in row:
                 row["tflops_per_s"] = row["flops_per_sample"] * row["batch"] / row["median_s"] / 1e12
             rows.append(row)
@@ -240,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
              "sample_flops": sample_flops, "peak_tflops": args.peak_tflops,
              "seconds_at_peak": sample_flops / (args.peak_tflops * 1e12)}  # fmt: skip
     report = {"benchmark": "unet3d", "preset": args.preset, "command": " ".join(["python", *sys.argv]),
-              "machine": machine(args.device), "load_average_at_start": load_at_start, "results": rows, "sampling_limit": limit}  # fmt: skip
+              "machine": machine_info(args.device), "load_average_at_start": load_at_start, "results": rows, "sampling_limit": limit}  # fmt: skip
     out = Path(args.out or Path(__file__).with_name(f"results-{args.device}.json"))
     out.write_text(json.dumps(report, indent=2))
     print(

@@ -44,7 +44,9 @@ from stemforge.samplers.objectives import Model, Prediction
 from stemforge.samplers.schedules import NoiseSchedule
 
 
-def _check_separation_inputs(x_T: Tensor, mixture: Tensor, schedule: NoiseSchedule, first_t: float) -> None:
+def _check_separation_inputs(
+    x_T: Tensor, mixture: Tensor, schedule: NoiseSchedule, first_t: float, num_resamples: int
+) -> None:
     check_latent(x_T)
     if float(schedule.alpha(first_t)) == 0:
         raise ValueError(
@@ -58,6 +60,8 @@ def _check_separation_inputs(x_T: Tensor, mixture: Tensor, schedule: NoiseSchedu
         )
     if not bool(torch.isfinite(mixture).all()):
         raise ValueError("the mixture holds NaN or infinite values; check the latent that produced it")
+    if num_resamples < 1:
+        raise ValueError(f"num_resamples={num_resamples} must be >= 1")
 
 
 def msdm_dirac_separate(
@@ -80,9 +84,7 @@ def msdm_dirac_separate(
 ) -> Tensor:
     """Separate ``mixture`` (B, ...) into stems (B, S, ...) starting from noise ``x_T`` (B, S, ...)."""
     grid = timesteps(schedule, num_steps, spacing)
-    _check_separation_inputs(x_T, mixture, schedule, grid[0])
-    if num_resamples < 1:
-        raise ValueError(f"num_resamples={num_resamples} must be >= 1")
+    _check_separation_inputs(x_T, mixture, schedule, grid[0], num_resamples)
     num_stems = x_T.shape[1]
     weights = linear_weights(mixing, num_stems, x_T.float())
     if weights is None:

@@ -97,9 +97,7 @@ def msdm_gaussian_separate(
 ) -> Tensor:
     """Separate ``mixture`` (B, ...) into stems (B, S, ...) starting from noise ``x_T`` (B, S, ...)."""
     grid = timesteps(schedule, num_steps, spacing)
-    _check_separation_inputs(x_T, mixture, schedule, grid[0])
-    if num_resamples < 1:
-        raise ValueError(f"num_resamples={num_resamples} must be >= 1")
+    _check_separation_inputs(x_T, mixture, schedule, grid[0], num_resamples)
     if isinstance(sigma_y, (int, float)) and sigma_y <= 0:
         raise ValueError(f"sigma_y={sigma_y} must be > 0")
     linear_weights(mixing, x_T.shape[1], x_T)  # validates the option early

@@ -6,9 +6,10 @@ Each function returns the paths it wrote; they are written only once everything 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -65,6 +66,31 @@ def _write_stems(
         return staged.commit()
 
 
+def _sample_from_mix(
+    model: AudioModel,
+    mix: InputAudio,
+    num_stems: int,
+    sample_chunk: Callable[[Tensor, Tensor, Any, Any], Tensor],
+    sampling: SamplingOptions,
+    chunking: ChunkOptions,
+    reporter: Reporter,
+) -> Tensor:
+    """Encode the mixture, sample ``num_stems`` stem latents chunk by chunk with
+    ``sample_chunk(mix_latent, x_T, generator, progress)`` and decode them to the mixture's length."""
+    mix_latent = encode(model, mix.wave[None])[:, 0]
+    latent = sample_in_chunks(
+        model,
+        mix.wave.shape[-1],
+        {"mix": mix_latent},
+        num_stems,
+        lambda c, x_T, gen, prog: sample_chunk(c["mix"], x_T, gen, prog),
+        sampling,
+        chunking,
+        reporter,
+    )
+    return decode(model, latent, mix.wave.shape[-1])
+
+
 def run_separate(
     model: AudioModel,
     mix_path: Path,
@@ -88,15 +114,13 @@ def run_separate(
         sampling.require_ddim(f"--method {method}")
     out = check_out_dir(out)
     mix = _read(model, mix_path, "mixture", inputs)
-    mix_latent = encode(model, mix.wave[None])[:, 0]
-    stems = sample_in_chunks(
+    waves = _sample_from_mix(
         model,
-        mix.wave.shape[-1],
-        {"mix": mix_latent},
+        mix,
         len(model.stems),
-        lambda c, x_T, gen, prog: separate_chunk(
+        lambda mix_latent, x_T, gen, prog: separate_chunk(
             model,
-            c["mix"],
+            mix_latent,
             x_T,
             method=cast(Method, method),
             guidance=guidance,
@@ -108,7 +132,6 @@ def run_separate(
         chunking,
         reporter,
     )
-    waves = decode(model, stems, mix.wave.shape[-1])
     return _write_stems(
         out, list(model.stems), waves, model, mix.original_rate, mix.original_samples, [mix.path]
     )
@@ -242,8 +265,8 @@ def _text_condition(
         )
         return None
     raise InsertError(
-        f"--checkpoint {model.path}: a text-conditioned checkpoint needs stemforge-conditioning's text "
-        "encoder, which this installation does not provide"
+        f"--checkpoint {model.path}: text-conditioned audio checkpoints are not supported by "
+        "stemforge-insert yet; use a checkpoint without text conditioning or leave out --instruction"
     )
 
 
@@ -277,17 +300,15 @@ def run_insert_audio(
     out = check_out_dir(out)
     mix = _insertion_inputs(model, stem, mix_path, inputs)
     text = _text_condition(model, instruction, reporter)
-    mix_latent = encode(model, mix.wave[None])[:, 0]
     stems_out = 1 if model.mode == "accompaniment" else len(model.stems)
-    latent = sample_in_chunks(
+    wave = _sample_from_mix(
         model,
-        mix.wave.shape[-1],
-        {"mix": mix_latent},
+        mix,
         stems_out,
-        lambda c, x_T, gen, prog: insert_chunk(
+        lambda mix_latent, x_T, gen, prog: insert_chunk(
             model,
             stem,
-            c["mix"],
+            mix_latent,
             x_T,
             guidance=guidance,
             options=sampling,
@@ -299,7 +320,6 @@ def run_insert_audio(
         chunking,
         reporter,
     )
-    wave = decode(model, latent, mix.wave.shape[-1])
     return _write_stems(
         out, [stem], wave, model, mix.original_rate, mix.original_samples, [mix.path], mix=mix.wave + wave[0]
     )
@@ -343,17 +363,15 @@ def run_accompany(
             f"note: {model.label} is a joint model; the mixture enters as a constraint, so --guidance and "
             "--rescale are not used"
         )
-    mix_latent = encode(model, mix.wave[None])[:, 0]
     stems_out = 1 if model.mode == "accompaniment" else len(model.stems)
-    latent = sample_in_chunks(
+    wave = _sample_from_mix(
         model,
-        mix.wave.shape[-1],
-        {"mix": mix_latent},
+        mix,
         stems_out,
-        lambda c, x_T, gen, prog: accompany_chunk(
+        lambda mix_latent, x_T, gen, prog: accompany_chunk(
             model,
             stem,
-            c["mix"],
+            mix_latent,
             x_T,
             style_latent=style_latent,
             style_strength=style_strength,
@@ -367,7 +385,6 @@ def run_accompany(
         chunking,
         reporter,
     )
-    wave = decode(model, latent, mix.wave.shape[-1])
     return _write_stems(
         out, [stem], wave, model, mix.original_rate, mix.original_samples, protected, mix=mix.wave + wave[0]
     )

@@ -9,6 +9,11 @@ harmonises the generated stems with the given ones: after every ``jump_length`` 
 diffused back up ``jump_length`` steps with ``q(x_t | x_s)`` (``x_t = sqrt(abar_t / abar_s) x_s +
 sqrt(1 - abar_t / abar_s) z``) and denoised again, ``jump_n_sample - 1`` times. ``jump_n_sample = 1``
 is MSG-LD's plain replacement. The returned sample holds the given stems exactly.
+
+The mask is either per stem, (B, S), or per element: any bool tensor with the state's number of
+dimensions that broadcasts to it, e.g. (B, S, 1, T, 1) to give some time frames of every stem
+(continuing a long generation from the frames of the previous chunk). Replacement is the same
+operation either way: the known elements follow ``q(x_t | z_known)``, the rest are sampled.
 """
 
 from __future__ import annotations
@@ -55,6 +60,21 @@ def repaint_moves(num_steps: int, jump_length: int, jump_n_sample: int) -> list[
     return walk
 
 
+def known_elements(mask: Tensor, shape: torch.Size) -> Tensor:
+    """A stem mask (B, S) or an element mask broadcastable to ``shape``, as a mask of ``len(shape)``
+    dimensions that broadcasts to ``shape``."""
+    if mask.dtype != torch.bool:
+        raise ValueError(f"stem_mask must be a bool tensor, got {mask.dtype}; True marks a given stem")
+    if tuple(mask.shape) == tuple(shape[:2]):
+        return mask.reshape(*mask.shape, *([1] * (len(shape) - 2)))
+    if mask.ndim == len(shape) and all(m in (1, n) for m, n in zip(mask.shape, shape)):
+        return mask
+    raise ValueError(
+        f"stem_mask must be bool of shape (B, S) = {tuple(shape[:2])} or broadcast to the state's shape "
+        f"{tuple(shape)} with as many dimensions, got {tuple(mask.shape)}; True marks a given stem or element"
+    )
+
+
 def inpaint_sample(
     model: Model,
     x_T: Tensor,
@@ -78,6 +98,8 @@ def inpaint_sample(
 
     ``stem_mask`` True marks a given stem (the clean latent in ``given`` is kept); the values of
     ``given`` at missing stems are ignored. ``x_T`` (B, S, ...) is the starting noise.
+    ``stem_mask`` may also be a bool mask with ``x_T.ndim`` dimensions that broadcasts to ``x_T``
+    (True = that element is given), for masks over time frames or other axes.
     """
     check_latent(x_T)
     check_latent(given, "given")
@@ -85,14 +107,9 @@ def inpaint_sample(
         raise ValueError(
             f"given has shape {tuple(given.shape)} but x_T has {tuple(x_T.shape)}; pass the same shape"
         )
-    if stem_mask.shape != x_T.shape[:2] or stem_mask.dtype != torch.bool:
-        raise ValueError(
-            f"stem_mask must be bool of shape (B, S) = {tuple(x_T.shape[:2])}, got {stem_mask.dtype} "
-            f"{tuple(stem_mask.shape)}; True marks a given stem"
-        )
+    keep = known_elements(stem_mask, x_T.shape).to(x_T.device)
     if eta < 0:
         raise ValueError(f"eta={eta} must be >= 0")
-    keep = stem_mask.reshape(*stem_mask.shape, *([1] * (x_T.ndim - 2))).to(x_T.device)
     clean = given.float()
     grid = [*timesteps(schedule, num_steps, spacing), -1]
     walk = repaint_moves(num_steps, jump_length, jump_n_sample)

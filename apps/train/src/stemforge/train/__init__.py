@@ -20,6 +20,7 @@ from stemforge.train.config import (
 )
 from stemforge.train.ema import EMA
 from stemforge.train.engine import FitResult, NonFiniteLossError, fit
+from stemforge.train.launch import LaunchEnvironment, check_launch, detect_launch
 from stemforge.train.lr import warmup_lr
 from stemforge.train.sampler import DataPosition, ShardedBatchSampler
 from stemforge.train.strategy import deepspeed_config, make_fabric
@@ -32,6 +33,7 @@ __all__ = [
     "DistConfig",
     "FitResult",
     "LatentCacheDataset",
+    "LaunchEnvironment",
     "NonFiniteLossError",
     "OptimConfig",
     "RunConfig",
@@ -40,7 +42,9 @@ __all__ = [
     "__version__",
     "apply_overrides",
     "build_latent_cache",
+    "check_launch",
     "deepspeed_config",
+    "detect_launch",
     "export_checkpoint",
     "fit",
     "latest_checkpoint",

@@ -22,6 +22,9 @@ class UserError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stemforge-train", description=__doc__)
+    # The DeepSpeed launcher appends --local_rank=N after the module name unless given
+    # --no_local_rank; the rank is also in the LOCAL_RANK variable, which is what Fabric reads.
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         if importlib.util.find_spec(name) is None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 import torch
 
 from stemforge.train.config import DistConfig, OptimConfig
+from stemforge.train.launch import check_launch
 
 
 def _deepspeed_strategy_class() -> type:
@@ -126,7 +128,12 @@ def _disable_shm_comm_op() -> None:
 
 
 def make_fabric(dist: DistConfig, optim: OptimConfig, micro_batch: int, grad_accum: int) -> Any:
-    """A ``lightning_fabric.Fabric`` on the DeepSpeed strategy (CPU processes use gloo)."""
+    """A ``lightning_fabric.Fabric`` on the DeepSpeed strategy (CPU processes use gloo).
+
+    Under torchrun, srun or the DeepSpeed launcher, ``dist.devices`` and ``dist.num_nodes`` must
+    match the launcher's processes per node and nodes (``ConfigError`` otherwise, see launch.py).
+    """
+    launch = check_launch(dist)
     accelerator = resolve_accelerator(dist)
     if accelerator == "cpu":
         # Must be set before deepspeed is imported anywhere in this process.
@@ -144,10 +151,21 @@ def make_fabric(dist: DistConfig, optim: OptimConfig, micro_batch: int, grad_acc
         config=deepspeed_config(dist, optim, micro_batch, grad_accum),
         process_group_backend="gloo" if accelerator == "cpu" else "nccl",
     )
-    return Fabric(
+    fabric = Fabric(
         accelerator=accelerator,
         devices=dist.devices,
         num_nodes=dist.num_nodes,
         strategy=strategy,
         precision=resolve_precision(dist, accelerator),  # type: ignore[arg-type]
     )
+    if launch is not None and launch.local_rank == 0:
+        # One line per node, so that a multi-node log shows every node joining and how Fabric read it.
+        environment = type(fabric.strategy.cluster_environment).__name__
+        print(
+            f"stemforge-train: {launch.launcher} launch, node {launch.node_rank} of {launch.num_nodes}, "
+            f"{launch.devices} process(es) per node, {launch.world_size} in all; "
+            f"Fabric cluster environment: {environment}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return fabric

@@ -18,7 +18,7 @@ from stemforge.insert.accompany import accompany_chunk
 from stemforge.insert.arrange import arrange_chunk
 from stemforge.insert.audio_checkpoint import AudioModel
 from stemforge.insert.audio_input import DEFAULT_MAX_SECONDS, InputAudio, read_input_audio, to_output_rate
-from stemforge.insert.audio_pipeline import ChunkOptions, decode, encode, sample_in_chunks
+from stemforge.insert.audio_pipeline import ChunkOptions, decode, encode, plan_chunks, sample_in_chunks
 from stemforge.insert.errors import InsertError
 from stemforge.insert.generate import generate_chunk
 from stemforge.insert.insert_audio import insert_chunk
@@ -137,6 +137,32 @@ def run_separate(
     )
 
 
+def _check_continuation(
+    model: AudioModel,
+    num_samples: int,
+    sampling: SamplingOptions,
+    chunking: ChunkOptions,
+    reporter: Reporter,
+    independent_chunks: bool,
+) -> bool:
+    """Whether the chunks continue each other; refuses, before any work, what continuation cannot do."""
+    chunks = len(plan_chunks(model, num_samples, chunking)[2])
+    if independent_chunks or chunks == 1:
+        return False
+    if sampling.sampler != "ddim":
+        raise InsertError(
+            f"--sampler {sampling.sampler}: the audio spans {chunks} chunks, and continuing each from the "
+            "previous one (inpainting) runs on DDIM only; pass --sampler ddim, or --independent-chunks "
+            "to sample the chunks independently and crossfade them"
+        )
+    if chunking.batch_size > 1:
+        reporter.note(
+            f"note: the {chunks} chunks continue each other, so they run one at a time; --batch-size "
+            "has no effect here (--independent-chunks samples them in batches)"
+        )
+    return True
+
+
 def run_generate(
     model: AudioModel,
     out: Path,
@@ -146,6 +172,7 @@ def run_generate(
     sampling: SamplingOptions,
     chunking: ChunkOptions,
     reporter: Reporter,
+    independent_chunks: bool = False,
 ) -> list[Path]:
     if model.mode == "accompaniment":
         raise InsertError(f"--checkpoint {model.path}: generation needs a joint (msgld) checkpoint")
@@ -154,17 +181,27 @@ def run_generate(
     rate = sample_rate or model.sample_rate
     if rate <= 0:
         raise InsertError(f"--sample-rate {rate}: give a positive rate in Hz")
-    out = check_out_dir(out)
     num_samples = max(1, round(seconds * model.sample_rate))
+    continued = _check_continuation(model, num_samples, sampling, chunking, reporter, independent_chunks)
+    out = check_out_dir(out)
     stems = sample_in_chunks(
         model,
         num_samples,
         {},
         len(model.stems),
-        lambda c, x_T, gen, prog: generate_chunk(model, x_T, options=sampling, generator=gen, progress=prog),
+        lambda c, x_T, gen, prog: generate_chunk(
+            model,
+            x_T,
+            options=sampling,
+            generator=gen,
+            progress=prog,
+            context=c.get("context"),
+            known=c.get("known"),
+        ),
         sampling,
         chunking,
         reporter,
+        continued=continued,
     )
     waves = decode(model, stems, num_samples)
     out_samples = round(seconds * rate)
@@ -197,6 +234,7 @@ def run_arrange(
     chunking: ChunkOptions,
     inputs: InputOptions = InputOptions(),
     reporter: Reporter,
+    independent_chunks: bool = False,
 ) -> list[Path]:
     if model.mode == "accompaniment":
         raise InsertError(f"--checkpoint {model.path}: arrangement needs a joint (msgld) checkpoint")
@@ -216,6 +254,7 @@ def run_arrange(
         index = model.stems.index(name)
         waves[index, : a.wave.shape[-1]] = a.wave
         mask[0, index] = True
+    continued = _check_continuation(model, num_samples, sampling, chunking, reporter, independent_chunks)
     given_latent = encode(model, waves)
     stems = sample_in_chunks(
         model,
@@ -230,10 +269,13 @@ def run_arrange(
             options=sampling,
             generator=gen,
             progress=prog,
+            context=c.get("context"),
+            known=c.get("known"),
         ),
         sampling,
         chunking,
         reporter,
+        continued=continued,
     )
     missing = [i for i, name in enumerate(model.stems) if name not in given]
     generated = decode(model, stems[:, missing], num_samples)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from stemforge.insert.audio_checkpoint import AudioModel
-from stemforge.insert.chunking import chunk_plan, pad_frames, run_chunked
+from stemforge.insert.chunking import chunk_plan, pad_frames, run_chunked, run_continued
 from stemforge.insert.errors import InsertError
 from stemforge.insert.progress import Reporter
 from stemforge.insert.sampling import SamplingOptions, chunk_noise, step_generator
@@ -73,6 +73,18 @@ def decode(model: AudioModel, latents: Tensor, num_samples: int) -> Tensor:
 ChunkSampler = Callable[[dict[str, Tensor], Tensor, torch.Generator, Callable], Tensor]
 
 
+def plan_chunks(
+    model: AudioModel, num_samples: int, chunking: ChunkOptions
+) -> tuple[int, int, list[tuple[int, int]]]:
+    """(latent frames, padded frames, chunk bounds) of ``num_samples`` samples at the model's rate."""
+    frames = latent_frames(model, num_samples)
+    seconds = chunking.chunk_seconds or model.segment_seconds or DEFAULT_CHUNK_SECONDS
+    chunk = max(1, round(seconds * model.codec.latent_rate))
+    overlap = math.floor(chunk * chunking.overlap)
+    padded, bounds = chunk_plan(frames, chunk, overlap, model.config.downsample_factor)
+    return frames, padded, bounds
+
+
 @torch.no_grad()
 def sample_in_chunks(
     model: AudioModel,
@@ -83,17 +95,18 @@ def sample_in_chunks(
     sampling: SamplingOptions,
     chunking: ChunkOptions,
     reporter: Reporter,
+    *,
+    continued: bool = False,
 ) -> Tensor:
     """Latents (1, out_stems, C, T, F) for ``num_samples`` samples at the model's rate.
 
     ``inputs`` are (1, ..., T, F) latents over the whole file; ``sample(chunk_inputs, x_T,
-    generator, progress)`` returns (n, out_stems, C, T_chunk, F).
+    generator, progress)`` returns (n, out_stems, C, T_chunk, F). ``continued``: chunks run one
+    after the other, each continuing the previous ones (``chunk_inputs`` then also hold
+    ``"context"`` and ``"known"``, :func:`~stemforge.insert.chunking.run_continued`); otherwise they
+    run independently in batches and are crossfaded.
     """
-    frames = latent_frames(model, num_samples)
-    seconds = chunking.chunk_seconds or model.segment_seconds or DEFAULT_CHUNK_SECONDS
-    chunk = max(1, round(seconds * model.codec.latent_rate))
-    overlap = math.floor(chunk * chunking.overlap)
-    padded, bounds = chunk_plan(frames, chunk, overlap, model.config.downsample_factor)
+    frames, padded, bounds = plan_chunks(model, num_samples, chunking)
     padded_inputs = {k: pad_frames(v, padded) for k, v in inputs.items()}
     device = next(model.unet.parameters()).device
     latent_shape = model.codec.latent_shape(num_samples)
@@ -106,12 +119,15 @@ def sample_in_chunks(
         moved = {k: v.to(device) for k, v in chunk_inputs.items()}
         return sample(moved, x_T, gen, reporter.steps)
 
-    latents = run_chunked(
-        run,
-        padded_inputs,
-        bounds,
-        padded,
-        batch_size=chunking.batch_size,
-        on_chunks_done=reporter.chunks_done,
-    )
+    if continued:
+        latents = run_continued(run, padded_inputs, bounds, padded, on_chunks_done=reporter.chunks_done)
+    else:
+        latents = run_chunked(
+            run,
+            padded_inputs,
+            bounds,
+            padded,
+            batch_size=chunking.batch_size,
+            on_chunks_done=reporter.chunks_done,
+        )
     return latents[..., :frames, :]

@@ -104,6 +104,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         takes_inputs=False,
         seconds=args.seconds,
         sample_rate=args.sample_rate,
+        independent_chunks=args.independent_chunks,
     )
 
 
@@ -111,7 +112,9 @@ def _cmd_arrange(args: argparse.Namespace) -> int:
     from stemforge.insert.audio_commands import parse_given, run_arrange
 
     given = parse_given(args.given)
-    return _run_audio_command(args, run_arrange, given, Path(args.out))
+    return _run_audio_command(
+        args, run_arrange, given, Path(args.out), independent_chunks=args.independent_chunks
+    )
 
 
 def _cmd_audio(args: argparse.Namespace) -> int:
@@ -203,6 +206,15 @@ def _common(p: argparse.ArgumentParser, *, audio: bool = True) -> None:
     p.add_argument("--downmix", action="store_true", help="average the channels of a stereo input")
 
 
+def _continuation(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--independent-chunks",
+        action="store_true",
+        help="sample the chunks of long audio independently and crossfade them (default: each chunk "
+        "continues the previous one by inpainting, one piece of music)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -239,12 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=30.0, help="length (default 30)")
     p.add_argument("--sample-rate", type=int, default=None, help="output rate (default: the model's)")
     _common(p)
+    _continuation(p)
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("arrange", help="generate the missing stems around the given ones (inpainting)")
     p.add_argument("--given", required=True, help="STEM=FILE pairs, e.g. bass=B.wav,drums=D.wav")
     p.add_argument("--out", required=True, help="output folder (one WAV per generated stem and mix.wav)")
     _common(p)
+    _continuation(p)
     p.set_defaults(func=_cmd_arrange)
 
     p = sub.add_parser("audio", help="insert a stem into a mixture that lacks it (Subtractive Training)")

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 class Reporter:
-    """Two bars: chunks of the file, and the steps of the chunk batch being sampled."""
+    """Two bars on stderr: chunks of the file (with the estimated time left, from the chunks done so
+    far), and the steps of the chunk batch being sampled."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -22,13 +23,25 @@ class Reporter:
 
     def __enter__(self) -> Reporter:
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
+            # stderr, like the notes and errors: stdout lists the files written
             self._progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
                 transient=False,
             )
             self._progress.__enter__()
@@ -65,6 +78,6 @@ class Reporter:
     def note(self, message: str) -> None:
         """A notice for the user (on stderr, above the bars when they are shown)."""
         if self._progress is not None:
-            self._progress.console.print(message, markup=False)
+            self._progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
         else:
             print(message, file=sys.stderr)

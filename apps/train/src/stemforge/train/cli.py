@@ -49,4 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Under ``python -m`` (torchrun, the DeepSpeed launcher) this module is ``__main__``, and the
+    # command modules raise ``stemforge.train.cli.UserError``, a different class than this module's:
+    # run the imported module's main so that user errors print as one line, not a traceback.
+    from stemforge.train.cli import main as package_main
+
+    raise SystemExit(package_main())

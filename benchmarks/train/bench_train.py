@@ -130,6 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_at_start = os.getloadavg()[0]
     results = [bench(name, args) for name in args.configs]
     import lightning_fabric
 
@@ -140,6 +141,7 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "loadavg_1min_at_start": load_at_start,
             "loadavg_1min_at_end": os.getloadavg()[0],
         },
         "versions": {

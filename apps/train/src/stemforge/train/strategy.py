@@ -160,7 +160,7 @@ def make_fabric(dist: DistConfig, optim: OptimConfig, micro_batch: int, grad_acc
     )
     if launch is not None and launch.local_rank == 0:
         # One line per node, so that a multi-node log shows every node joining and how Fabric read it.
-        environment = type(fabric.strategy.cluster_environment).__name__
+        environment = type(getattr(fabric.strategy, "cluster_environment", None)).__name__
         print(
             f"stemforge-train: {launch.launcher} launch, node {launch.node_rank} of {launch.num_nodes}, "
             f"{launch.devices} process(es) per node, {launch.world_size} in all; "

@@ -128,3 +128,65 @@ def test_cli_accepts_the_local_rank_argument_of_the_deepspeed_launcher():
         ["--local_rank=1", "fit", "configs/tiny-midi.yaml", "--set", "run.max_steps=1"]
     )
     assert (args.local_rank, args.command, args.overrides) == (1, "fit", ["run.max_steps=1"])
+
+
+def cluster_commands() -> list[list[str]]:
+    """The README's GPU-cluster launch lines, with its placeholders filled in."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "apps" / "train" / "README.md").read_text()
+    block = re.search(r"On a GPU cluster.*?```\n(.*?)```", text, re.S).group(1)
+    lines = [line.strip() for line in block.replace("\\\n", " ").splitlines()]
+    lines = [line.replace("$HEAD", "10.0.0.1").replace("--node_rank N", "--node_rank 1") for line in lines]
+    commands = [shlex.split(line) for line in lines if line and not line.startswith("#")]
+    # Drop leading VAR=value assignments (CONFIG=... sbatch ...).
+    return [
+        [a for i, a in enumerate(c) if not (re.fullmatch(r"[A-Z_]+=\S*", a) and i == 0)] for c in commands
+    ]
+
+
+def check_fit_arguments(fit_args: list[str], nodes: int, per_node: int, environ: dict[str, str]) -> None:
+    from pathlib import Path
+
+    from stemforge.train.config import load_config
+
+    args = build_parser().parse_args(fit_args)
+    assert args.command == "fit"
+    root = Path(__file__).resolve().parents[3]
+    config = load_config(root / args.config, args.overrides)
+    assert (config.dist.devices, config.dist.num_nodes) == (per_node, nodes)
+    assert check_launch(config.dist, environ) is not None
+
+
+def test_readme_cluster_commands_parse_with_each_launchers_own_parser(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+    from deepspeed.launcher.runner import fetch_hostfile
+    from deepspeed.launcher.runner import parse_args as deepspeed_args
+    from torch.distributed.run import get_args_parser
+
+    root = Path(__file__).resolve().parents[3]
+    commands = cluster_commands()
+    assert sorted({c[0] for c in commands}) == ["deepspeed", "sbatch", "torchrun"]
+    for command in commands:
+        if command[0] == "torchrun":
+            args = get_args_parser().parse_args(command[1:])
+            assert (args.nnodes, args.nproc_per_node, args.rdzv_backend) == ("2", "8", "c10d")
+            assert args.module and args.training_script == "stemforge.train.cli"
+            check_fit_arguments(args.training_script_args, 2, 8, torchrun_env(1, 7, nodes=2, per_node=8))
+        elif command[0] == "deepspeed":
+            args = deepspeed_args(command[1:])
+            assert args.module and args.user_script == "stemforge.train.cli"
+            hosts = fetch_hostfile(str(root / args.hostfile))
+            assert list(hosts.values()) == [8, 8]  # 2 nodes x 8 slots, as the command asks
+            assert args.num_nodes in (-1, 2) and args.num_gpus in (-1, 8)
+            # The launcher puts --local_rank=N before the user's arguments.
+            check_fit_arguments(
+                ["--local_rank=3", *args.user_args], 2, 8, deepspeed_env(1, 3, nodes=2, per_node=8)
+            )
+        else:
+            script = root / command[1]
+            assert script.is_file() and script.read_text().startswith("#!/bin/bash")

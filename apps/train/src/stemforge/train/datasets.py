@@ -1,13 +1,16 @@
-"""Datasets the training app feeds to the loop: fixed-length multi-stem audio segments and JSB chorale
-crops. Audio is read with stemforge-data's ``read_audio`` (resampled to the model's rate); chorales
-come from stemforge-midi's ``load_jsb``.
+"""Datasets the training app feeds to the loop: fixed-length multi-stem audio segments, the same with a
+style reference from another segment of the track, Subtractive-Training items with instructions, and
+JSB chorale crops. Audio is read with stemforge-data's ``read_audio`` (resampled to the model's
+rate); chorales come from stemforge-midi's ``load_jsb``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -151,3 +154,130 @@ def audio_segments(
 
 def has_split(data: dict, split: str) -> bool:
     return bool(data.get("slakh_root")) or bool(data.get(f"{split}_tracks"))
+
+
+def _segment_keys(dataset: Dataset) -> list[tuple[int, int]]:
+    """(track index, start sample) of every item of a segment dataset, in item order."""
+    if isinstance(dataset, StemSegmentDataset):
+        return list(dataset.index)
+    if isinstance(dataset, _SlakhStems):
+        inner: Any = dataset.inner
+        return [inner.segment_start(i) for i in range(len(inner))]
+    raise TypeError(f"no segment positions for {type(dataset).__name__}")
+
+
+class StyleReferenceSegments(Dataset):
+    """``{"waves": (S, N), "reference": (N,)}``: a segment and, as the style reference, the ``target``
+    stem of another segment of the same track.
+
+    The reference is the target stem's own audio elsewhere in the track (same instrument and
+    timbre, other notes), so a model trained to use it learns timbre rather than copying content.
+    The partner segment is drawn once per item from a generator seeded by (``seed``, item), so the
+    pairing does not depend on the data order, the rank or a resumption. Segments that do not
+    overlap the item are preferred; a track with a single segment is its own reference.
+    """
+
+    def __init__(self, segments: Dataset, target: int, segment_samples: int, seed: int = 0) -> None:
+        self.segments = segments
+        self.target = int(target)
+        keys = _segment_keys(segments)
+        by_track: dict[int, list[int]] = {}
+        for i, (track, _) in enumerate(keys):
+            by_track.setdefault(track, []).append(i)
+        self.partner: list[int] = []
+        for i, (track, start) in enumerate(keys):
+            same = [j for j in by_track[track] if j != i]
+            apart = [j for j in same if abs(keys[j][1] - start) >= segment_samples]
+            choices = apart or same or [i]
+            rng = np.random.default_rng([int(seed), i])
+            self.partner.append(choices[int(rng.integers(len(choices)))])
+
+    def __len__(self) -> int:
+        return len(self.partner)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        waves = self.segments[i]
+        reference = self.segments[self.partner[i]][self.target]
+        return {"waves": waves, "reference": reference.clone()}
+
+
+def style_reference_segments(
+    data: dict,
+    split: str,
+    stem_names: Sequence[str],
+    sample_rate: int,
+    segment_samples: int,
+    target: str,
+    seed: int = 0,
+) -> StyleReferenceSegments:
+    """:func:`audio_segments` of one split, each with a style reference of stem ``target``."""
+    segments = audio_segments(data, split, stem_names, sample_rate, segment_samples)
+    return StyleReferenceSegments(segments, list(stem_names).index(target), segment_samples, seed)
+
+
+class SubtractiveItems(Dataset):
+    """Subtractive-Training examples (Villa-Renteria et al. 2024) from stemforge-data's
+    ``SubtractiveTripletDataset``: ``{"mix_minus": (N,), "stem": (N,), "stem_index": () int64,
+    "instruction": str}``, one per (segment, stem present in it), restricted to ``insert_stems``.
+
+    The instruction is stemforge-data's seeded ``InstructionWriter`` applied to the stem's
+    descriptors, keyed by (track, stem, start): the same item always gets the same sentence, so a
+    resumed run sees the text of the uninterrupted one.
+    """
+
+    def __init__(self, triplets: Any, insert_stems: Sequence[int] | None = None) -> None:
+        self.triplets = triplets
+        if insert_stems is not None:
+            allowed = set(insert_stems)
+            triplets.items = [item for item in triplets.items if item[1] in allowed]
+        if not triplets.items:
+            raise ValueError(
+                "no subtractive-training item: none of the chosen stems has a note in any segment; "
+                "check data.stems, model.insert_stems and data.slakh_root"
+            )
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.triplets[i]
+        return {
+            "mix_minus": item["mix_minus"],
+            "stem": item["stem"],
+            "stem_index": torch.tensor(int(item["stem_index"])),
+            "instruction": item["instruction"],
+        }
+
+
+def subtractive_segments(
+    data: dict,
+    split: str,
+    stem_names: Sequence[str],
+    sample_rate: int,
+    segment_samples: int,
+    *,
+    insert_stems: Sequence[str] | None = None,
+) -> SubtractiveItems:
+    """Subtractive-Training items of one split of ``data.slakh_root`` (a Slakh-format folder with the
+    MIDI of every stem, which the instruction writer describes); ``data.instruction_seed`` (default 0)
+    seeds the instruction writer."""
+    from stemforge.data import SubtractiveTripletDataset
+
+    if not data.get("slakh_root"):
+        raise ValueError(
+            "model.mode = subtractive needs data.slakh_root: a Slakh-format folder with MIDI/ per track "
+            "(e.g. `stemforge-train data render --source jsb --split train --out DIR`), whose stems the "
+            "instruction writer describes"
+        )
+    triplets = SubtractiveTripletDataset(
+        data["slakh_root"],
+        {"val": "validation"}.get(split, split),
+        stems=tuple(stem_names),
+        group_by=data.get("group_by", "inst_class"),
+        sample_rate=sample_rate,
+        segment_samples=segment_samples,
+        train=False,
+        seed=int(data.get("instruction_seed", 0)),
+    )
+    chosen = None if insert_stems is None else [list(stem_names).index(s) for s in insert_stems]
+    return SubtractiveItems(triplets, chosen)

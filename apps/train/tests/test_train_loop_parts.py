@@ -82,8 +82,7 @@ def test_finalize_is_atomic_and_keeps_the_last_n(tmp_path):
     ema = {"ema.w": torch.randn(3), "num_updates": torch.tensor(1)}
     for step in (1, 2, 3, 4):
         tmp = root / f".step-{step:08d}.tmp"
-        (tmp / "checkpoint").mkdir(parents=True)
-        finalize_checkpoint(root, tmp, step, {"step": step}, ema, keep_last=2)
+        finalize_checkpoint(root, tmp, step, {"step": step}, {"ema.safetensors": ema}, keep_last=2)
     assert [p.name for p in list_checkpoints(root)] == ["step-00000003", "step-00000004"]
     assert latest_checkpoint(root) == root / "step-00000004"
     assert json.loads((root / "step-00000004" / "meta.json").read_text())["step"] == 4

@@ -4,6 +4,7 @@ from stemforge.train.__about__ import __version__
 from stemforge.train.cache import LatentCacheDataset, build_latent_cache
 from stemforge.train.checkpoint import (
     CheckpointError,
+    check_checkpoint_files,
     export_checkpoint,
     latest_checkpoint,
     load_exported,
@@ -42,6 +43,7 @@ __all__ = [
     "__version__",
     "apply_overrides",
     "build_latent_cache",
+    "check_checkpoint_files",
     "check_launch",
     "deepspeed_config",
     "detect_launch",

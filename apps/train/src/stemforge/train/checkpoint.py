@@ -1,18 +1,28 @@
-"""Atomic, resumable training checkpoints and their consolidated export.
+"""Atomic, resumable training checkpoints in safetensors + JSON (no pickle), and their export.
 
 Layout of ``<out_dir>/checkpoints/``::
 
-    step-00000500/          one checkpoint (renamed into place only once complete)
-        checkpoint/         DeepSpeed's ZeRO shards: model, optimizer partitions, client state
-        ema.safetensors     EMA shadow weights + update count
-        meta.json           step, data position, run config, task metadata
-    latest                  name of the newest complete checkpoint (written by atomic rename)
+    step-00000500/              one checkpoint (renamed into place only once complete)
+        model.safetensors       full fp32 weights (master copies of the trainable parameters,
+                                frozen parameters and persistent buffers), state-dict names
+        optimizer.safetensors   AdamW state per parameter name: exp_avg.<name>, exp_avg_sq.<name>,
+                                step.<name> (0-d)
+        ema.safetensors         EMA shadow weights + update count
+        meta.json               format, step, data position, engine counters, optimizer groups and
+                                hyper-parameters, world size, ZeRO stage, precision, seed, run config,
+                                export metadata
+    latest                      name of the newest complete checkpoint (written by atomic rename)
 
-Every rank writes its shards into ``.step-XXXXXXXX.tmp``; after a barrier rank 0 adds the EMA and
-metadata, renames the folder into place, updates ``latest`` and deletes all but the newest
-``keep_last``. A run killed at any moment leaves either the previous checkpoint or the new one,
-never a half-written one. ``export_checkpoint`` consolidates the ZeRO shards (or takes the EMA) into
-``model.safetensors`` + ``config.json``, the format that :func:`load_exported` and the other apps read.
+Every tensor is whole (consolidated over the ZeRO ranks by :mod:`stemforge.train.zero_state`), so a
+checkpoint does not depend on the world size or the ZeRO stage that wrote it. Rank 0 writes the
+files into ``.step-XXXXXXXX.tmp``, renames the folder into place, updates ``latest`` and deletes all
+but the newest ``keep_last``. A run killed at any moment leaves either the previous checkpoint or
+the new one, never a half-written one. ``export_checkpoint`` writes ``model.safetensors`` +
+``config.json`` (the raw or EMA weights of the exported model), the format that
+:func:`load_exported` and the other apps read.
+
+Checkpoints of stemforge-train 0.1.0 (DeepSpeed's ``torch.save`` shards in ``checkpoint/``) are
+refused: loading them would unpickle, which can run arbitrary code.
 """
 
 from __future__ import annotations
@@ -29,9 +39,16 @@ from typing import Any, Literal
 import torch
 from safetensors.torch import load_file, save_file
 
+from stemforge.train.zero_state import FullState
+
 CHECKPOINT_RE = re.compile(r"^step-(\d{8})$")
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+EMA_FILE = "ema.safetensors"
+META_FILE = "meta.json"
+CHECKPOINT_FORMAT = "stemforge-train-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 2
 
 
 class CheckpointError(ValueError):
@@ -90,12 +107,15 @@ def finalize_checkpoint(
     tmp_dir: Path,
     step: int,
     meta: Mapping[str, Any],
-    ema: Mapping[str, torch.Tensor],
+    tensors: Mapping[str, Mapping[str, torch.Tensor]],
     keep_last: int,
 ) -> Path:
-    """Rank 0, after every rank has written its shards into ``tmp_dir``: complete and publish it."""
-    save_safetensors_atomic(tmp_dir / "ema.safetensors", ema, {"format": "stemforge-ema"})
-    write_json_atomic(tmp_dir / "meta.json", dict(meta))
+    """Rank 0: write ``tensors`` (file name -> tensors) and ``meta.json`` into ``tmp_dir`` and publish it."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    for file_name, named in tensors.items():
+        save_safetensors_atomic(tmp_dir / file_name, named, {"format": CHECKPOINT_FORMAT})
+    # meta.json last: a folder is a complete checkpoint only once it exists.
+    write_json_atomic(tmp_dir / META_FILE, dict(meta))
     final = root / checkpoint_name(step)
     if final.exists():
         shutil.rmtree(final)
@@ -110,13 +130,86 @@ def finalize_checkpoint(
 
 
 def read_meta(ckpt: Path) -> dict[str, Any]:
-    meta_path = ckpt / "meta.json"
+    """``meta.json`` of a complete checkpoint; refuses folders of other formats with the reason."""
+    meta_path = ckpt / META_FILE
     if not meta_path.is_file():
         raise CheckpointError(
             f"{ckpt}: no meta.json, so this is not a complete stemforge-train checkpoint; "
             "pass a folder such as runs/NAME/checkpoints/step-00001000"
         )
-    return json.loads(meta_path.read_text())
+    meta = json.loads(meta_path.read_text())
+    if (ckpt / "checkpoint").is_dir() or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{ckpt}: written by stemforge-train 0.1.0 as DeepSpeed torch.save (pickle) shards, which this "
+            "version does not load (unpickling can run arbitrary code); export it with stemforge-train 0.1.0 "
+            "in a trusted environment, or start the run again in a new run.out_dir"
+        )
+    if int(meta.get("format_version", 0)) > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{ckpt}: checkpoint format version {meta['format_version']} is newer than this stemforge-train "
+            f"reads ({CHECKPOINT_FORMAT_VERSION}); upgrade stemforge-train"
+        )
+    return meta
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why ``path`` is not a well-formed safetensors file (None if it is one)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return "shorter than a safetensors header"
+        header_len = int.from_bytes(head, "little")
+        if header_len > size - 8:
+            return "header length beyond the end of the file"
+        try:
+            header = json.loads(fh.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return "header is not JSON"
+    if not isinstance(header, dict):
+        return "header is not a JSON object"
+    ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    if 8 + header_len + max(ends, default=0) != size:
+        return "tensor data does not end where the file ends"
+    return None
+
+
+def check_checkpoint_files(ckpt: Path) -> None:
+    """Raise :class:`CheckpointError` unless every file of ``ckpt`` is safetensors or JSON (so no pickle).
+
+    A safetensors file must have a JSON header whose tensor offsets end exactly at the end of the file;
+    a ``.json`` file must parse. Anything else (a ``torch.save`` zip, a raw pickle, a folder) is refused.
+    """
+    for path in sorted(Path(ckpt).iterdir()):
+        problem: str | None
+        if path.is_dir():
+            problem = "a folder (stemforge checkpoints hold files only)"
+        elif path.suffix == ".safetensors":
+            problem = _safetensors_problem(path)
+        elif path.suffix == ".json":
+            try:
+                json.loads(path.read_text())
+                problem = None
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                problem = "not valid JSON"
+        else:
+            problem = "neither .safetensors nor .json"
+        if problem is not None:
+            raise CheckpointError(
+                f"{path}: {problem}; a stemforge-train checkpoint holds only safetensors and JSON files, "
+                "so this folder was altered or written by something else; resume from another checkpoint"
+            )
+
+
+def read_full_state(ckpt: Path) -> FullState:
+    """The consolidated weights and optimizer state of a checkpoint, as CPU tensors."""
+    check_checkpoint_files(ckpt)
+    for name in (WEIGHTS_FILE, OPTIMIZER_FILE):
+        if not (ckpt / name).is_file():
+            raise CheckpointError(
+                f"{ckpt}: {name} is missing; the checkpoint is incomplete, resume from an earlier one"
+            )
+    return FullState(weights=load_file(ckpt / WEIGHTS_FILE), optimizer=load_file(ckpt / OPTIMIZER_FILE))
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -135,22 +228,25 @@ def resolve_checkpoint(path: Path) -> Path:
 
 
 def consolidated_weights(ckpt: Path, weights: Literal["ema", "raw"] = "ema") -> dict[str, torch.Tensor]:
-    """Full fp32 weights of a checkpoint: the EMA shadow, or the ZeRO shards merged by DeepSpeed."""
+    """Full fp32 weights of a checkpoint, named as the exported model's state dict: the EMA shadow
+    (trainable parameters only) or the raw weights (the whole state dict)."""
+    meta = read_meta(ckpt)
+    check_checkpoint_files(ckpt)
     if weights == "ema":
-        tensors = load_file(ckpt / "ema.safetensors")
+        tensors = load_file(ckpt / EMA_FILE)
         return {k.removeprefix("ema."): v for k, v in tensors.items() if k.startswith("ema.")}
-    os.environ.setdefault("DS_ACCELERATOR", "cpu" if not torch.cuda.is_available() else "cuda")
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-    state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt / "checkpoint"), tag="checkpoint")
-    return {k: v.detach().float().contiguous() for k, v in state.items()}
+    prefix = str(meta.get("export_prefix", ""))
+    state = load_file(ckpt / WEIGHTS_FILE)
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
 def export_checkpoint(ckpt: Path, out: Path, weights: Literal["ema", "raw"] = "ema") -> Path:
     """Write ``out/model.safetensors`` + ``out/config.json`` from a training checkpoint.
 
-    EMA weights cover the trainable parameters; buffers (if any) come from the consolidated ZeRO
-    state, so an EMA export is complete too.
+    EMA weights cover the trainable parameters; buffers and frozen parameters (if any) come from
+    ``model.safetensors``, so an EMA export is complete too. A training module that wraps the
+    exported one (a generator trained with its discriminators) names it by ``export_prefix`` in
+    ``meta.json``; only that part is exported.
     """
     ckpt = resolve_checkpoint(ckpt)
     meta = read_meta(ckpt)

@@ -24,12 +24,19 @@ from typing import Any, cast
 import torch
 import yaml
 from safetensors.torch import load_file
+from torch import nn
 from torch.utils.data import DataLoader
 
 from stemforge.train.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_FORMAT_VERSION,
+    EMA_FILE,
+    OPTIMIZER_FILE,
+    WEIGHTS_FILE,
     checkpoint_name,
     finalize_checkpoint,
     latest_checkpoint,
+    read_full_state,
     read_meta,
     write_text_atomic,
 )
@@ -37,9 +44,10 @@ from stemforge.train.config import TrainConfig
 from stemforge.train.ema import EMA
 from stemforge.train.lr import warmup_lr
 from stemforge.train.sampler import DataPosition, ShardedBatchSampler
-from stemforge.train.strategy import make_fabric
+from stemforge.train.strategy import make_fabric, resolve_accelerator, resolve_precision
 from stemforge.train.tasks import build_task
-from stemforge.train.tasks.base import Task, to_device
+from stemforge.train.tasks.base import Task, export_module, optimizer_groups, to_device
+from stemforge.train.zero_state import check_supported, engine_of, gather_full_state, load_full_state
 
 
 class NonFiniteLossError(RuntimeError):
@@ -59,6 +67,26 @@ def step_seed(seed: int, rank: int, step: int, micro: int) -> int:
     """A distinct 63-bit seed per (run seed, rank, optimizer step, micro-batch)."""
     value = (seed * 0x9E3779B1 + rank * 0x85EBCA77 + step * 0xC2B2AE3D + micro * 0x27D4EB2F) & ((1 << 63) - 1)
     return value or 1
+
+
+def _module_prefix(root: nn.Module, part: nn.Module) -> str:
+    """State-dict prefix of submodule ``part`` inside ``root`` ("" for the root itself)."""
+    for name, module in root.named_modules():
+        if module is part:
+            return f"{name}." if name else ""
+    raise ValueError("the task's export_module is not a submodule of its training model")
+
+
+_ENGINE_COUNTERS = ("global_steps", "global_samples", "micro_steps", "skipped_steps")
+
+
+def _engine_counters(engine: Any) -> dict[str, int]:
+    return {name: int(getattr(engine, name)) for name in _ENGINE_COUNTERS}
+
+
+def _set_engine_counters(engine: Any, counters: Mapping[str, int]) -> None:
+    for name in _ENGINE_COUNTERS:
+        setattr(engine, name, int(counters[name]))
 
 
 class RunLog:
@@ -206,26 +234,29 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
                 "gradient_checkpointing switch; turn it off for this task"
             )
         target.gradient_checkpointing = True
+    groups = optimizer_groups(task, raw_model)
+    base_lrs = [float(group.setdefault("lr", optim.lr)) for group in groups]
+    start_steps = [int(group.pop("start_step", 0)) for group in groups]
     optimizer = torch.optim.AdamW(
-        [p for p in raw_model.parameters() if p.requires_grad],
-        lr=optim.lr,
-        betas=optim.betas,
-        weight_decay=optim.weight_decay,
-        eps=optim.eps,
+        groups, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, eps=optim.eps
     )
     model, optimizer = fabric.setup(raw_model, optimizer)
-    ema = EMA(raw_model, optim.ema_decay)
+    engine = engine_of(model)
+    check_supported(engine)
+    exported = export_module(task, raw_model)
+    export_prefix = _module_prefix(raw_model, exported)
+    ema = EMA(exported, optim.ema_decay)
 
     step = 0
     position = DataPosition()
     resume_from = latest_checkpoint(ckpt_root)
     if resume_from is not None:
-        state: dict[str, Any] = {"model": model, "optimizer": optimizer, "step": 0, "position": {}}
-        fabric.load(resume_from / "checkpoint", state)
-        meta = read_meta(resume_from)
+        meta = read_meta(resume_from)  # refuses other formats (0.1.0's pickle shards) before any load
+        load_full_state(model, raw_model, read_full_state(resume_from), str(resume_from))
         step = int(meta["step"])
         position = DataPosition(**meta["position"])
-        ema.load_state_tensors(load_file(resume_from / "ema.safetensors"))
+        _set_engine_counters(engine, meta["engine"])
+        ema.load_state_tensors(load_file(resume_from / EMA_FILE))
         if rank0:
             print(f"resumed from {resume_from} at step {step}", file=sys.stderr, flush=True)
 
@@ -258,33 +289,62 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
     window_start, window_steps = time.perf_counter(), 0
 
     def save(at_step: int) -> Path:
-        tmp = ckpt_root / f".{checkpoint_name(at_step)}.tmp"
-        client = {
-            "model": model,
-            "optimizer": optimizer,
-            "step": at_step,
-            "position": dataclasses.asdict(position),
-        }
-        fabric.save(tmp / "checkpoint", client)
-        fabric.barrier()
+        # Collective: every rank takes part in gathering the partitions; rank 0 writes.
+        state = gather_full_state(model, raw_model, keep=rank0)
         final = ckpt_root / checkpoint_name(at_step)
         if rank0:
             meta = {
+                "format": CHECKPOINT_FORMAT,
+                "format_version": CHECKPOINT_FORMAT_VERSION,
                 "step": at_step,
                 "position": dataclasses.asdict(position),
+                "engine": _engine_counters(engine),
+                "optimizer": {
+                    "class": "torch.optim.AdamW",
+                    "groups": [
+                        {
+                            "name": group.get("name", str(i)),
+                            "base_lr": base_lrs[i],
+                            "lr": group["lr"],
+                            "betas": list(group["betas"]),
+                            "weight_decay": group["weight_decay"],
+                            "eps": group["eps"],
+                            "start_step": start_steps[i],
+                        }
+                        for i, group in enumerate(optimizer.param_groups)
+                    ],
+                },
+                "loss_scaler": None,  # fp32 and bf16 train without one; fp16 is refused
+                "rng": {
+                    "seed": run.seed,
+                    "scheme": "every random draw of step s, micro-batch m on rank r comes from generators "
+                    "seeded by step_seed(seed, r, s, m); nothing else to restore",
+                },
                 "world_size": fabric.world_size,
+                "zero_stage": engine.zero_optimization_stage(),
+                "precision": resolve_precision(config.dist, resolve_accelerator(config.dist)),
+                "export_prefix": export_prefix,
                 "config": config.to_dict(),
                 "export": task.export_meta(),
             }
-            finalize_checkpoint(ckpt_root, tmp, at_step, meta, ema.state_tensors(), run.keep_last)
+            tensors = {
+                WEIGHTS_FILE: state.weights,
+                OPTIMIZER_FILE: state.optimizer,
+                EMA_FILE: ema.state_tensors(),
+            }
+            tmp = ckpt_root / f".{checkpoint_name(at_step)}.tmp"
+            finalize_checkpoint(ckpt_root, tmp, at_step, meta, tensors, run.keep_last)
         fabric.barrier()
         return final
 
     try:
         while step < run.max_steps:
             lr = warmup_lr(optim.lr, step, optim.warmup_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            for group, base_lr, start in zip(optimizer.param_groups, base_lrs, start_steps, strict=True):
+                group["lr"] = warmup_lr(base_lr, step - start, optim.warmup_steps) if step >= start else 0.0
+            on_step_start = getattr(task, "on_step_start", None)
+            if on_step_start is not None:
+                on_step_start(step)
             step_loss = torch.zeros(())
             extras: dict[str, float] = {}
             for micro in range(run.grad_accum):
@@ -311,7 +371,7 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
                 step_loss += loss.detach().float().cpu() / run.grad_accum
                 for key, value in metrics.items():
                     extras[key] = extras.get(key, 0.0) + float(value) / run.grad_accum
-            ema.update(raw_model)
+            ema.update(exported)
             step += 1
             window_steps += 1
             mean_loss = float(fabric.all_reduce(step_loss, reduce_op="mean"))

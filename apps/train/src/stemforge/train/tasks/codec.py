@@ -2,9 +2,10 @@
 (L1 + KL, MSG-LD's AutoencoderKL) and the HiFi-GAN vocoder (mel L1 reconstruction, Kong et al.
 2020 eq. 5 weight 45) on single stems, each stem of a segment being one training example.
 
-The adversarial terms of the VAE and vocoder objectives need a second optimizer for the
-discriminators; DeepSpeed drives one optimizer per engine, so this app trains the reconstruction
-objectives only (see the README's deviations).
+With ``model.adversarial: true`` the vocoder and the waveform autoencoder also train against
+HiFi-GAN's multi-period and multi-scale discriminators (stemforge-codec), in one engine with one
+AdamW of two parameter groups and one combined loss per step (:mod:`.adversarial`). The mel VAE
+has no discriminator in MSG-LD's recipe (no perceptual/GAN term on mels) and refuses the option.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from stemforge.train.config import TrainConfig
+from stemforge.train.config import ConfigError, TrainConfig
 from stemforge.train.datasets import audio_segments, has_split
+from stemforge.train.tasks.adversarial import AdversarialCodec
 from stemforge.train.tasks.base import package_versions
+
+DISCRIMINATOR_KEYS = {"periods", "channels", "msd", "lr", "betas", "weight_decay"}
 
 
 def _model_config(cls: Any, spec: Mapping[str, Any]) -> Any:
@@ -43,6 +47,7 @@ class CodecTask:
         self.data = dict(config.data)
         self.stem_names = tuple(self.data.get("stems", ("bass", "drums", "guitar", "piano")))
         model = dict(config.model)
+        self._read_adversarial(model, config)
         if self.kind == "waveform_ae":
             self.model_config = _model_config(WaveformAutoencoderConfig, model)
             self.sample_rate = self.model_config.sample_rate
@@ -64,6 +69,38 @@ class CodecTask:
         self.kl_weight = float(self.data.get("kl_weight", 1e-6))
         self._mel: nn.Module | None = None
 
+    def _read_adversarial(self, model: dict[str, Any], config: TrainConfig) -> None:
+        """Pop and check the GAN keys of the ``model`` section (the rest is the codec's own config)."""
+        self.adversarial = model.pop("adversarial", False)
+        self.adversarial_start_step = model.pop("adversarial_start_step", 0)
+        self.adversarial_weight = float(model.pop("adversarial_weight", 1.0))
+        self.discriminator = dict(model.pop("discriminator", {}) or {})
+        if not isinstance(self.adversarial, bool):
+            raise ConfigError(f"model.adversarial must be true or false, got {self.adversarial!r}")
+        if isinstance(self.adversarial_start_step, bool) or not isinstance(self.adversarial_start_step, int):
+            raise ConfigError(
+                f"model.adversarial_start_step must be an integer step, got {self.adversarial_start_step!r}"
+            )
+        unknown = sorted(set(self.discriminator) - DISCRIMINATOR_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {', '.join('model.discriminator.' + k for k in unknown)}; "
+                f"valid keys are {sorted(DISCRIMINATOR_KEYS)}"
+            )
+        if not self.adversarial:
+            return
+        if self.kind == "mel_vae":
+            raise ConfigError(
+                "model.adversarial is for the vocoder and waveform_ae tasks; the mel VAE trains L1 + KL "
+                "(MSG-LD's recipe has no discriminator on mels); remove model.adversarial"
+            )
+        if config.dist.zero_stage == 3:
+            raise ConfigError(
+                "model.adversarial needs whole discriminator parameters for its detached-parameter call, "
+                "which ZeRO-3 partitions; use dist.zero_stage 0, 1 or 2 (codecs fit on one device)"
+            )
+        self._adversarial_on = self.adversarial_start_step <= 0
+
     def mel(self) -> nn.Module:
         if self._mel is None:
             from stemforge.codec import MelFrontEnd
@@ -72,14 +109,70 @@ class CodecTask:
         return self._mel
 
     def build_model(self) -> nn.Module:
-        from stemforge.codec import AutoencoderKL, HiFiGAN, WaveformAutoencoder
+        from stemforge.codec import (
+            AutoencoderKL,
+            HiFiGAN,
+            MultiPeriodDiscriminator,
+            MultiScaleDiscriminator,
+            WaveformAutoencoder,
+        )
 
         cls: type[WaveformAutoencoder] | type[AutoencoderKL] | type[HiFiGAN] = {
             "waveform_ae": WaveformAutoencoder,
             "mel_vae": AutoencoderKL,
             "vocoder": HiFiGAN,
         }[self.kind]
-        return cls.from_config(self.model_config)
+        generator = cls.from_config(self.model_config)
+        if not self.adversarial:
+            return generator
+        spec = self.discriminator
+        width = float(spec.get("channels", 1.0))
+        discriminators: list[nn.Module] = [
+            MultiPeriodDiscriminator(tuple(spec.get("periods", (2, 3, 5, 7, 11))), channels=width)
+        ]
+        if spec.get("msd", True):
+            discriminators.append(MultiScaleDiscriminator(channels=width))
+        return AdversarialCodec(generator, discriminators, self._reconstruction, self.adversarial_weight)
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """One group (the codec) or, for GAN training, ``generator`` (the ``optim`` settings) and
+        ``discriminator`` (``model.discriminator.lr/betas/weight_decay``, from ``adversarial_start_step``)."""
+        if not self.adversarial:
+            return [{"name": "model", "params": [p for p in model.parameters() if p.requires_grad]}]
+        assert isinstance(model, AdversarialCodec)
+        discriminator: dict[str, Any] = {
+            "name": "discriminator",
+            "params": [p for p in model.discriminators.parameters() if p.requires_grad],
+            "start_step": self.adversarial_start_step,
+        }
+        if "lr" in self.discriminator:
+            discriminator["lr"] = float(self.discriminator["lr"])
+        if "betas" in self.discriminator:
+            discriminator["betas"] = tuple(float(b) for b in self.discriminator["betas"])
+        if "weight_decay" in self.discriminator:
+            discriminator["weight_decay"] = float(self.discriminator["weight_decay"])
+        generator = {
+            "name": "generator",
+            "params": [p for p in model.generator.parameters() if p.requires_grad],
+        }
+        return [generator, discriminator]
+
+    def export_module(self, model: nn.Module) -> nn.Module:
+        return model.generator if isinstance(model, AdversarialCodec) else model
+
+    def on_step_start(self, step: int) -> None:
+        if self.adversarial:
+            self._adversarial_on = step >= self.adversarial_start_step
+
+    def _reconstruction(self, fake: Tensor, real: Tensor) -> dict[str, Tensor]:
+        """The generator's reconstruction objective: multi-scale spectral (waveform AE) or 45 x mel L1."""
+        from stemforge.codec import multi_scale_spectral_loss
+
+        if self.kind == "waveform_ae":
+            return multi_scale_spectral_loss(fake, real)
+        mel = self.mel().to(real.device)
+        l1 = (mel(fake) - mel(real)).abs().mean()
+        return {"loss": 45.0 * l1, "mel_l1": l1}
 
     def train_dataset(self) -> Dataset:
         return audio_segments(self.data, "train", self.stem_names, self.sample_rate, self.segment_samples)
@@ -96,24 +189,22 @@ class CodecTask:
     def loss(
         self, model: nn.Module, batch: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, Mapping[str, float]]:
-        from stemforge.codec import multi_scale_spectral_loss, vae_loss
+        from stemforge.codec import vae_loss
 
-        if self.kind == "waveform_ae":
-            terms = multi_scale_spectral_loss(model(batch), batch)
-            return terms["loss"], {k: float(v.detach()) for k, v in terms.items() if k != "loss"}
-        mel = self.mel().to(batch.device)(batch)
         if self.kind == "mel_vae":
+            mel = self.mel().to(batch.device)(batch)
             reconstruction, posterior = model(mel)
             terms = vae_loss(reconstruction, mel, posterior, kl_weight=self.kl_weight)
             return terms["loss"], {"l1": float(terms["l1"].detach()), "kl": float(terms["kl"].detach())}
-        wave = model(mel)
-        n = min(wave.shape[-1], batch.shape[-1])
-        l1 = (
-            (self.mel().to(batch.device)(wave[..., :n]) - self.mel().to(batch.device)(batch[..., :n]))
-            .abs()
-            .mean()
-        )
-        return 45.0 * l1, {"mel_l1": float(l1.detach())}
+        inputs = batch if self.kind == "waveform_ae" else self.mel().to(batch.device)(batch)
+        if self.adversarial:
+            # Validation (model.eval()) scores the reconstruction only, comparable with non-GAN runs.
+            terms = model(inputs, batch, adversarial=self._adversarial_on and model.training)
+        else:
+            fake = model(inputs)
+            n = min(fake.shape[-1], batch.shape[-1])
+            terms = self._reconstruction(fake[..., :n], batch[..., :n])
+        return terms["loss"], {k: float(v.detach()) for k, v in terms.items() if k != "loss"}
 
     def export_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {

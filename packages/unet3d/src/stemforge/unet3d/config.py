@@ -210,4 +210,20 @@ PRESETS: dict[str, UNet3DConfig] = {
         mixture_conditioning=False,
         dpb_hidden=32,
     ),
+    # JSB insertion model on CPU: (B, 8, 1, 32, 48) one-hot voice rolls over MIDI 36..81 + rest
+    # (padded to 48 bins); 16/32/64 channels and full attention only at the 8 x 12 token level,
+    # so a training step stays cheap on two cores (2.1M parameters with a 384-d text input).
+    "pianoroll-jsb": UNet3DConfig(
+        name="pianoroll-jsb",
+        stems=CHORALE_STEMS,
+        in_channels=8,
+        out_channels=4,
+        model_channels=16,
+        channel_mult=(1, 2, 4),
+        num_res_blocks=1,
+        attention_downsample=(4,),
+        head_channels=32,
+        norm_groups=8,
+        mixture_conditioning=False,
+    ),
 }

@@ -250,6 +250,13 @@ def test_sbatch_script_asks_for_one_task_per_gpu_on_every_node():
     assert "ntasks" not in options  # Fabric needs --ntasks-per-node
     (command,) = readme_command("CONFIG=configs/tiny-midi.yaml bash", contains="slurm.sbatch")
     assert command[2] == "apps/train/launch/slurm.sbatch"
+    assert subprocess.run(["bash", "-n", str(SBATCH)]).returncode == 0  # valid bash
+    # Tasks requested with --ntasks only: the script stops before srun and says what to change.
+    env = {**base_env(), "SLURM_NTASKS": "16", "SLURM_NNODES": "2"}
+    proc = subprocess.run(
+        ["bash", str(SBATCH)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0 and "request the tasks with --ntasks-per-node" in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow

@@ -11,10 +11,12 @@ launcher describes the job in its own environment variables:
   ``RANK``, ``LOCAL_RANK``, ``LOCAL_SIZE``, ``CROSS_RANK`` (node rank), ``CROSS_SIZE`` (nodes).
 
 Lightning Fabric picks its cluster environment in the same order (``TorchElasticEnvironment``,
-``SLURMEnvironment``, else ``LightningEnvironment``), but when the processes are created externally
-it never checks ``devices`` / ``num_nodes`` against the launcher: a disagreement shows up later as an
-index error, wrong ranks or a rendezvous that waits forever. ``check_launch`` turns it into an error
-at start-up that names both sides and the ``--set`` that fixes it.
+``SLURMEnvironment``, then LSF and MPI, which this module does not read, else
+``LightningEnvironment``, which is what runs under the DeepSpeed launcher), but when the processes
+are created externally it never checks ``devices`` / ``num_nodes`` against the launcher: a
+disagreement shows up later as an index error, wrong ranks or a rendezvous that waits forever.
+``check_launch`` turns it into an error at start-up that names both sides and the ``--set`` that
+fixes it.
 """
 
 from __future__ import annotations

@@ -190,3 +190,40 @@ def test_readme_cluster_commands_parse_with_each_launchers_own_parser(monkeypatc
         else:
             script = root / command[1]
             assert script.is_file() and script.read_text().startswith("#!/bin/bash")
+
+
+@pytest.mark.parametrize(
+    ("make_env", "environment"),
+    [
+        (torchrun_env, "TorchElasticEnvironment"),
+        (srun_env, "SLURMEnvironment"),
+        (deepspeed_env, "LightningEnvironment"),
+    ],
+)
+def test_fabric_reads_each_launchers_ranks_as_the_launcher_assigned_them(
+    make_env, environment, monkeypatch, capsys
+):
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    from stemforge.train.config import OptimConfig
+    from stemforge.train.strategy import make_fabric
+
+    # Two processes of a 2-node x 2-process job: node 1 local rank 1 (global 3), node 0 local rank 0.
+    for node, local in ((1, 1), (0, 0)):
+        launched = make_env(node, local, nodes=2, per_node=2)
+        names = {*launched, *torchrun_env(0, 0), *srun_env(0, 0), *deepspeed_env(0, 0), "NODE_RANK"}
+        for name in (*names, "DS_ACCELERATOR"):  # restored afterwards, including what Fabric sets
+            monkeypatch.delenv(name, raising=False)
+        for name, value in launched.items():
+            monkeypatch.setenv(name, value)
+        try:
+            fabric = make_fabric(DistConfig(accelerator="cpu", devices=2, num_nodes=2), OptimConfig(), 1, 1)
+            assert type(fabric.strategy.cluster_environment).__name__ == environment
+            ranks = (fabric.global_rank, fabric.world_size, fabric.node_rank, fabric.local_rank)
+            assert ranks == (node * 2 + local, 4, node, local)
+        finally:
+            rank_zero_only.rank = 0  # Fabric sets this process-wide rank; other tests expect rank 0
+        # Only local rank 0 of a node logs the launch line.
+        logged = capsys.readouterr().err
+        expected = f"launch, node {node} of 2, 2 process(es) per node, 4 in all; Fabric cluster environment: {environment}"
+        assert (expected in logged) == (local == 0), logged

@@ -4,6 +4,9 @@ With an ``accompaniment`` checkpoint (mix -> stem): DDIM conditioned on the mixt
 classifier-free guidance ``w`` and CFG rescale ``phi`` (Lin et al. 2023 eq. 15-16, as Pasini et
 al.), and style grounding of the clean estimate toward the reference latent's per-channel time
 statistics with strength ``lambda`` (DESIGN.md's formula, stemforge-samplers ``StyleGrounding``).
+A checkpoint trained with a style input also gets the reference's style vector (its
+``StyleEncoder`` of the reference latent) as a condition, guided together with the mixture (the
+null branch drops both); without a reference it uses its learned null style.
 
 With a joint ``msgld`` checkpoint the mixture enters as a constraint instead: at every step the
 clean estimate of the given stems is projected onto ``sum(given stems) = mixture latent`` (the
@@ -39,6 +42,7 @@ def accompany_chunk(
     *,
     style_latent: Tensor | None,
     style_strength: float,
+    style: Tensor | None = None,
     guidance: float,
     rescale: float,
     options: SamplingOptions,
@@ -46,7 +50,7 @@ def accompany_chunk(
     progress: Progress | None = None,
 ) -> Tensor:
     """Latents (n, 1, C, T, F) of ``stem`` for mixture latents (n, C, T, F); ``style_latent``
-    (1, C, T_ref, F) or None."""
+    (1, C, T_ref, F) or None; ``style`` (1, D) the style vector for a style-conditioned model."""
     from stemforge.samplers import ClassifierFreeGuidance, StyleGrounding
 
     target = 0 if model.mode == "accompaniment" else model.check_stem(stem)
@@ -61,12 +65,15 @@ def accompany_chunk(
         def ground(x0: Tensor, t: Tensor) -> Tensor:
             return grounding(x0, t) if grounding is not None else x0
 
+        cond = {"mix_latent": mix_latent}
+        if style is not None:
+            cond["style"] = style.to(mix_latent.device).expand(mix_latent.shape[0], -1)
         return sample_latents(
             guided,
             x_T,
             model.schedule,
             options,
-            cond={"mix_latent": mix_latent},
+            cond=cond,
             prediction=model.prediction,
             generator=generator,
             denoised_fn=ground,

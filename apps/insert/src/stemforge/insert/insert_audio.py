@@ -1,7 +1,13 @@
 """``audio``: insert a stem into a mixture that lacks it (Subtractive Training, Villa-Renteria et al.).
 
-Two kinds of checkpoint:
+Three kinds of checkpoint:
 
+- a ``subtractive`` model (Subtractive Training proper: trained on (mix minus stem, stem,
+  instruction) triplets): DDIM conditioned on the given mixture latent, the instruction (MiniLM
+  token states and pooled vector) and the given-stems mask naming the missing stem, with
+  classifier-free guidance ``w`` over all of them at once (``pred = w pred(mix, text) + (1 - w)
+  pred(null)``, one batched call per step); without an instruction the model's learned null text
+  is used;
 - an ``accompaniment`` model (trained on (mix minus stem) -> stem pairs, the Subtractive Training
   set-up): DDIM conditioned on the given mixture latent with classifier-free guidance ``w``, and
   on the instruction when the model has a text encoder input;
@@ -35,10 +41,28 @@ def insert_chunk(
 ) -> Tensor:
     """Latents (n, 1, C, T, F) of ``stem`` inserted into mixture latents ``mix_latent`` (n, C, T, F).
 
-    ``x_T`` is (n, S, C, T, F) for a joint model and (n, 1, C, T, F) for an accompaniment model.
+    ``x_T`` is (n, S, C, T, F) for a joint model and (n, 1, C, T, F) for a one-stem model;
+    ``text`` holds the instruction's (1, ...) ``text`` / ``text_mask`` / ``text_pooled``.
     """
     from stemforge.samplers import ClassifierFreeGuidance, msdm_dirac_separate
 
+    if model.mode == "subtractive":
+        n = mix_latent.shape[0]
+        given = torch.ones(n, len(model.stems), dtype=torch.bool, device=mix_latent.device)
+        given[:, model.check_stem(stem)] = False
+        cond = {"mix_latent": mix_latent, "stem_mask": given}
+        for key, value in (text or {}).items():
+            cond[key] = value.to(mix_latent.device).expand(n, *value.shape[1:])
+        return sample_latents(
+            ClassifierFreeGuidance(model.unet, guidance),
+            x_T,
+            model.schedule,
+            options,
+            cond=cond,
+            prediction=model.prediction,
+            generator=generator,
+            progress=progress,
+        )
     if model.mode == "accompaniment":
         cond = {"mix_latent": mix_latent, **(text or {})}
         guided = ClassifierFreeGuidance(model.unet, guidance)

@@ -71,13 +71,20 @@ def _report(paths: Sequence[Path]) -> None:
 
 
 def _run_audio_command(
-    args: argparse.Namespace, run, *positional, takes_inputs: bool = True, **options
+    args: argparse.Namespace, run, *positional, outputs, takes_inputs: bool = True, **options
 ) -> int:
-    """Load the audio model, run one audio command with a progress reporter, list what it wrote."""
+    """Load the audio model, run one audio command with a progress reporter, list what it wrote.
+
+    ``outputs(model)``: the file names the command writes into ``--out``, refused up front if they
+    exist (unless ``--overwrite``), so that no sampling time is spent on a result that cannot be kept.
+    """
+    from stemforge.insert.outputs import refuse_existing
     from stemforge.insert.progress import Reporter
 
     sampling, chunking, inputs = _options(args)
     model = _audio_model(args)
+    sampling.check_schedule(model.schedule.num_steps)
+    refuse_existing([Path(args.out) / name for name in outputs(model)], overwrite=args.overwrite)
     if takes_inputs:
         options["inputs"] = inputs
     with Reporter(not args.quiet) as reporter:
@@ -90,7 +97,13 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     from stemforge.insert.audio_commands import run_separate
 
     return _run_audio_command(
-        args, run_separate, Path(args.mix), Path(args.out), method=args.method, guidance=args.guidance
+        args,
+        run_separate,
+        Path(args.mix),
+        Path(args.out),
+        outputs=lambda model: [f"{s}.wav" for s in model.stems],
+        method=args.method,
+        guidance=args.guidance,
     )
 
 
@@ -101,6 +114,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         args,
         run_generate,
         Path(args.out),
+        outputs=lambda model: [*(f"{s}.wav" for s in model.stems), "mix.wav"],
         takes_inputs=False,
         seconds=args.seconds,
         sample_rate=args.sample_rate,
@@ -113,7 +127,12 @@ def _cmd_arrange(args: argparse.Namespace) -> int:
 
     given = parse_given(args.given)
     return _run_audio_command(
-        args, run_arrange, given, Path(args.out), independent_chunks=args.independent_chunks
+        args,
+        run_arrange,
+        given,
+        Path(args.out),
+        outputs=lambda model: [*(f"{s}.wav" for s in model.stems if s not in given), "mix.wav"],
+        independent_chunks=args.independent_chunks,
     )
 
 
@@ -126,6 +145,7 @@ def _cmd_audio(args: argparse.Namespace) -> int:
         Path(args.mix),
         args.stem,
         Path(args.out),
+        outputs=lambda model: [f"{args.stem}.wav", "mix.wav"],
         instruction=args.instruction,
         guidance=args.guidance,
     )
@@ -140,6 +160,7 @@ def _cmd_accompany(args: argparse.Namespace) -> int:
         Path(args.mix),
         args.stem,
         Path(args.out),
+        outputs=lambda model: [f"{args.stem}.wav", "mix.wav"],
         style=Path(args.style) if args.style else None,
         style_strength=args.style_strength,
         guidance=args.guidance,
@@ -160,6 +181,7 @@ def _cmd_midi(args: argparse.Namespace) -> int:
             "name the MIDI file (SONG.mid), or pass --example for the chorale that ships with the app"
         )
     stems = parse_stems(args.stem, args.stems)
+    _check_midi_outputs(args)
     device = _device(args.device)
     model = load_midi_model(Path(args.checkpoint) if args.checkpoint else jsb_checkpoint())
     model.model.to(device)
@@ -183,11 +205,27 @@ def _cmd_midi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_midi_outputs(args: argparse.Namespace) -> None:
+    """OUT.mid and its OUT.wav / OUT.png: refused up front if they exist (unless --overwrite) or
+    cannot be written."""
+    from stemforge.insert.outputs import refuse_existing, writable_ancestor
+
+    out = Path(args.out)
+    planned = [out]
+    if not args.no_preview:
+        planned.append(out.with_suffix(".wav"))
+    if not args.no_png:
+        planned.append(out.with_suffix(".png"))
+    refuse_existing(planned, overwrite=args.overwrite)
+    writable_ancestor(out)
+
+
 def _common(p: argparse.ArgumentParser, *, audio: bool = True) -> None:
     p.add_argument("--checkpoint", help="model folder (stemforge-train export); default: the embedded model")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     if not audio:
         return
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50; MSG-LD uses 200)")

@@ -37,6 +37,14 @@ class SamplingOptions:
         if self.eta < 0:
             raise InsertError(f"--eta {self.eta}: must be >= 0 (0 deterministic, 1 ancestral)")
 
+    def check_schedule(self, num_train_steps: int) -> None:
+        """A sampler cannot take more steps than the schedule the checkpoint was trained with."""
+        if self.steps > num_train_steps:
+            raise InsertError(
+                f"--steps {self.steps}: the checkpoint was trained with {num_train_steps} diffusion steps; "
+                f"give at most {num_train_steps}"
+            )
+
     def require_ddim(self, what: str) -> None:
         """Samplers whose update is written for DDIM only (MSDM, inpainting) refuse the others."""
         if self.sampler != "ddim":

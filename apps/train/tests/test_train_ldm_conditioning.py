@@ -283,3 +283,41 @@ def test_configuration_errors_name_the_key(corpus, codec_dir):
     }
     with pytest.raises(ValueError, match=r"needs data\.codec"):
         LDMTask(TrainConfig.from_dict(bad))
+
+
+def test_conditioning_val_losses_score_the_exported_model_per_condition(corpus, codec_dir, tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    from stemforge.train.ldm_eval import conditioning_val_losses
+
+    task = make_task(corpus, codec_dir, mode="subtractive")
+    model = wake(task.build_model())
+    export = tmp_path / "export"
+    export.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, export / "model.safetensors")
+    (export / "config.json").write_text(json.dumps(task.export_meta()))
+    config = TrainConfig.from_dict(
+        {
+            "task": "ldm",
+            "model": {"mode": "subtractive", "unet": {"preset": "tiny", "model_channels": 16}},
+            "data": {
+                "stems": STEMS,
+                "slakh_root": str(corpus),
+                "group_by": "stem_name",
+                "codec": str(codec_dir),
+                "segment_seconds": SECONDS,
+            },
+            "run": {"batch_size": 4},
+        }
+    )
+    losses = conditioning_val_losses(config, export, ("full", "null_text", "full"), batches=1)
+    assert set(losses) == {"full", "null_text"} and losses["full"] != losses["null_text"]
+    # "full" is the plain conditioned loss of the first validation batch with the loop's seeds.
+    from stemforge.train.engine import step_seed
+
+    batch = task.collate([task.val_dataset()[j] for j in range(4)])
+    with torch.no_grad():
+        expected, _ = task.loss(model, batch, torch.Generator().manual_seed(step_seed(7, 0, 0, 0)))
+    assert losses["full"] == pytest.approx(float(expected), rel=1e-5)

@@ -1,7 +1,7 @@
 """Noise schedules, objectives and samplers (DDPM, DDIM, DPM-Solver++, CFG, inpainting, MSDM separation, style grounding, masked discrete diffusion) for any model callable."""
 
 from stemforge.samplers.__about__ import __version__
-from stemforge.samplers._common import StepInfo, timesteps
+from stemforge.samplers._common import Generators, StepInfo, timesteps
 from stemforge.samplers.cfg import ClassifierFreeGuidance, cfg_rescale
 from stemforge.samplers.coconet_gibbs import gibbs_sample
 from stemforge.samplers.ddim import ddim_invert, ddim_sample, ddim_step
@@ -29,6 +29,7 @@ __all__ = [
     "ClassifierFreeGuidance",
     "DiagonalGaussianDenoiser",
     "GaussianMixtureDenoiser",
+    "Generators",
     "MarkovChainOracle",
     "Mixing",
     "NoiseSchedule",

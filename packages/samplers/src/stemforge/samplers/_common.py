@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -88,10 +88,29 @@ def check_latent(x: Tensor, name: str = "x_T") -> None:
         raise ValueError(f"{name} holds NaN or infinite values; check the latent or noise that produced it")
 
 
-def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard normal float32 noise shaped like ``x``, drawn on the generator's device."""
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32).to(x.device)
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""A sampler's randomness: one generator for the whole batch, or one per batch row. With one per row,
+row i draws exactly what a one-row run with generator i draws, so a sample does not depend on how
+the rows were batched (diffusers accepts a list of generators the same way)."""
+
+
+def randn_like(x: Tensor, generator: Generators) -> Tensor:
+    """Standard normal float32 noise shaped like ``x``, drawn on the generator's device; with a
+    sequence of generators, row i of the batch from generator i."""
+    if generator is None or isinstance(generator, torch.Generator):
+        device = generator.device if generator is not None else x.device
+        return torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32).to(x.device)
+    generators = list(generator)
+    if len(generators) != x.shape[0]:
+        raise ValueError(
+            f"{len(generators)} generators for a batch of {x.shape[0]} rows; give one generator per row "
+            "(or a single generator)"
+        )
+    rows = [
+        torch.randn((1, *x.shape[1:]), generator=g, device=g.device, dtype=torch.float32).to(x.device)
+        for g in generators
+    ]
+    return torch.cat(rows)
 
 
 def schedule_terms(schedule: NoiseSchedule, t: float, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -133,9 +152,7 @@ def denoise(
     return x0, eps
 
 
-def renoise(
-    x: Tensor, alpha_bar_from: Tensor, alpha_bar_to: Tensor, generator: torch.Generator | None
-) -> Tensor:
+def renoise(x: Tensor, alpha_bar_from: Tensor, alpha_bar_to: Tensor, generator: Generators) -> Tensor:
     """Draw ``q(x_to | x_from)`` of the forward process, from a lower noise level to a higher one:
     ``sqrt(abar_to / abar_from) x + sqrt(1 - abar_to / abar_from) z`` (RePaint eq. 8 and MSDM's
     correction steps)."""

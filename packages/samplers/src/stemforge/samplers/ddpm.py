@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor
 
 from stemforge.samplers._common import (
     DenoisedFn,
+    Generators,
     Progress,
     Spacing,
     StepCallback,
@@ -45,7 +45,7 @@ def ddpm_sample(
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
     spacing: Spacing = "linspace",
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     denoised_fn: DenoisedFn | None = None,
     callback: StepCallback | None = None,
     progress: Progress | None = None,

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from stemforge.samplers._common import (
     DenoisedFn,
+    Generators,
     Progress,
     Spacing,
     StepCallback,
@@ -44,7 +45,7 @@ def dpm_solver_pp_2m_sample(
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
     spacing: Spacing | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     denoised_fn: DenoisedFn | None = None,
     callback: StepCallback | None = None,
     progress: Progress | None = None,

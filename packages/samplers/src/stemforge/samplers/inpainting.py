@@ -23,6 +23,7 @@ from torch import Tensor
 
 from stemforge.samplers._common import (
     DenoisedFn,
+    Generators,
     Progress,
     Spacing,
     StepCallback,
@@ -89,7 +90,7 @@ def inpaint_sample(
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
     spacing: Spacing = "linspace",
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     denoised_fn: DenoisedFn | None = None,
     callback: StepCallback | None = None,
     progress: Progress | None = None,

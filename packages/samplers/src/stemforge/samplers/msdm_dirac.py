@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from stemforge.samplers._common import (
+    Generators,
     Progress,
     Spacing,
     StepCallback,
@@ -78,7 +79,7 @@ def msdm_dirac_separate(
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
     spacing: Spacing = "linspace",
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: StepCallback | None = None,
     progress: Progress | None = None,
 ) -> Tensor:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from stemforge.samplers._common import (
+    Generators,
     Progress,
     Spacing,
     StepCallback,
@@ -91,7 +92,7 @@ def msdm_gaussian_separate(
     cond: dict[str, Tensor] | None = None,
     prediction: Prediction = "epsilon",
     spacing: Spacing = "linspace",
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: StepCallback | None = None,
     progress: Progress | None = None,
 ) -> Tensor:

@@ -67,6 +67,13 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=None, help="model calls per window (default: one per token)"
     )
+    parser.add_argument(
+        "--order",
+        default="random",
+        choices=("random", "confidence"),
+        help="reveal order: random (ancestral sampling) or confidence (MaskGIT, most probable first)",
+    )
+    parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
@@ -90,6 +97,8 @@ def main() -> None:
             given,
             seed=args.seed + index,
             steps_per_window=args.steps,
+            order=args.order,
+            temperature=args.temperature,
         )
         for voice in range(4):
             completed = {
@@ -144,6 +153,8 @@ def main() -> None:
         "split": args.split,
         "num_chorales": len(chorales),
         "steps_per_window": args.steps,
+        "order": args.order,
+        "temperature": args.temperature,
         "window": model.window,
         "seed": args.seed,
         "seconds": seconds,

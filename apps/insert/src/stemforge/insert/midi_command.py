@@ -10,6 +10,7 @@ from stemforge.insert.midi_insert import (
     MidiModel,
     check_context,
     insert_voices,
+    instruction_cond,
     read_song,
     song_with_voices,
 )
@@ -63,7 +64,10 @@ def insert_midi_stems(
     targets = model.check_stems(stems)
     song = read_song(song_path, model.stems)
     check_context(song_path, song, model.stems, targets)
-    if instruction:
+    cond = None
+    if instruction and model.text_dim:
+        cond = instruction_cond(model, instruction, 1)
+    elif instruction:
         reporter.note(
             f"note: the MIDI model {model.label} has no text conditioning; the instruction is not used"
         )
@@ -83,6 +87,7 @@ def insert_midi_stems(
         seed=seed,
         steps_per_window=steps,
         temperature=temperature,
+        cond=cond,
         progress=reporter.steps,
         on_window=on_window,
     )[0]

@@ -16,7 +16,7 @@ import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -41,6 +41,8 @@ class MidiModel:
     multiple: int
     label: str
     config: dict[str, Any]
+    text_dim: int = 0
+    """Width of the instruction input (0: the model takes no instruction)."""
 
     def check_stems(self, stems: Sequence[str]) -> list[int]:
         out = []
@@ -95,7 +97,25 @@ def load_midi_model(path: Path) -> MidiModel:
         multiple=int(unet_config.downsample_factor),
         label=str(config.get("label", config.get("name", path.name))),
         config=config,
+        text_dim=int(unet_config.text_dim),
     )
+
+
+def instruction_cond(model: MidiModel, instruction: str, batch: int) -> dict[str, Tensor]:
+    """The model's condition for a text instruction: the MiniLM pooled sentence vector, as in
+    training (``stemforge.train.tasks.midi.text_cond``), repeated over ``batch`` rows."""
+    from stemforge.train.tasks.midi import text_cond
+
+    if not model.text_dim:
+        raise InsertError(f"the MIDI model {model.label} has no text conditioning; leave out --instruction")
+    try:
+        from stemforge.conditioning import TextEncoder
+
+        pooled = TextEncoder()([instruction]).pooled
+    except ImportError as err:
+        raise InsertError(f"--instruction needs the text encoder: {err}") from err
+    device = next(model.model.parameters()).device
+    return text_cond(pooled.expand(batch, -1).to(device))
 
 
 @dataclass(frozen=True)
@@ -164,12 +184,16 @@ def insert_voices(
     seed: int = 0,
     steps_per_window: int | None = None,
     temperature: float = 1.0,
+    order: Literal["random", "confidence"] = "random",
+    cond: dict[str, Tensor] | None = None,
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
     on_window: Callable[[int, int], None] | None = None,
 ) -> Tensor:
     """Fill the voices where ``given`` (B, S) is False in ``tokens`` (B, S, T), window by window.
 
-    ``steps_per_window=None`` reveals one token per model call (exact ancestral sampling).
+    ``steps_per_window=None`` reveals one token per model call (exact ancestral sampling with
+    ``order="random"``; ``"confidence"`` reveals the most probable draw first, MaskGIT-style).
+    ``cond`` (e.g. :func:`instruction_cond`) is passed to every model call.
     """
     from stemforge.samplers import unmask_sample
 
@@ -196,6 +220,8 @@ def insert_voices(
             kind="categorical",
             num_steps=steps_per_window,
             temperature=temperature,
+            order=order,
+            cond=cond,
             generator=gen,
             progress=progress,
         ).cpu()

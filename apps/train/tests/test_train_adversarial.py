@@ -130,8 +130,27 @@ def test_losses_match_the_codec_package_formulas_on_random_audio():
     assert float(terms["d_loss"].detach()) > 0 and float(terms["fm"].detach()) > 0
 
 
+def _fit(config: str, *sets: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stemforge.train.cli",
+            "fit",
+            str(ROOT / "configs" / config),
+            *[a for s in sets for a in ("--set", s)],
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def _run(out_dir, *sets: str) -> subprocess.CompletedProcess:
-    args = [
+    return _fit(
+        "tiny-vocoder-gan.yaml",
         f"run.out_dir={out_dir}",
         "run.batch_size=1",
         "run.log_every=1",
@@ -141,21 +160,6 @@ def _run(out_dir, *sets: str) -> subprocess.CompletedProcess:
         "run.progress=false",
         "dist.devices=2",
         *sets,
-    ]
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stemforge.train.cli",
-            "fit",
-            str(ROOT / "configs" / "tiny-vocoder-gan.yaml"),
-            *[a for s in args for a in ("--set", s)],
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
 
 
@@ -216,3 +220,89 @@ def test_tiny_vocoder_gan_two_processes_zero2_trains_checkpoints_and_resumes(tmp
     raw = load_file(ckpts / "step-00000004" / "model.safetensors")
     for name, tensor in vocoder.state_dict().items():
         assert torch.equal(tensor, raw[f"generator.{name}"])
+
+
+def _task(task: str = "vocoder", zero_stage: int = 2, **model):
+    from stemforge.train.config import TrainConfig
+    from stemforge.train.tasks.codec import CodecTask
+
+    raw = {"task": task, "model": {"preset": "tiny", **model}, "dist": {"zero_stage": zero_stage}}
+    return CodecTask(TrainConfig.from_dict(raw))
+
+
+def test_gan_config_keys_are_checked_with_the_fix_in_the_message():
+    from stemforge.train.config import ConfigError
+
+    with pytest.raises(ConfigError, match="mel VAE"):
+        _task("mel_vae", adversarial=True)
+    with pytest.raises(ConfigError, match="zero_stage 0, 1 or 2"):
+        _task(zero_stage=3, adversarial=True)
+    with pytest.raises(ConfigError, match=r"model\.discriminator\.width"):
+        _task(adversarial=True, discriminator={"width": 2})
+    with pytest.raises(ConfigError, match="true or false"):
+        _task(adversarial="yes")
+    # Switching the GAN off keeps its keys valid (so one config serves both runs).
+    assert isinstance(_task(adversarial=False, discriminator={"lr": 1e-3}).build_model(), HiFiGAN)
+
+
+def test_gan_task_builds_two_parameter_groups_and_exports_the_generator():
+    task = _task(
+        adversarial=True,
+        adversarial_start_step=5,
+        discriminator={"periods": [2, 3], "channels": 0.05, "msd": False, "lr": 1e-3, "betas": [0.5, 0.9]},
+    )
+    model = task.build_model()
+    assert isinstance(model, AdversarialCodec)
+    assert [type(d).__name__ for d in model.discriminators] == ["MultiPeriodDiscriminator"]
+    generator, discriminator = task.param_groups(model)
+    assert generator["name"] == "generator" and "lr" not in generator  # the optim section's settings
+    assert discriminator["lr"] == 1e-3 and discriminator["betas"] == (0.5, 0.9)
+    assert discriminator["start_step"] == 5
+    ids = {id(p) for p in generator["params"]} | {id(p) for p in discriminator["params"]}
+    assert ids == {id(p) for p in model.parameters()}
+    assert len(ids) == len(generator["params"]) + len(discriminator["params"])
+    assert task.export_module(model) is model.generator
+    task.on_step_start(4)
+    assert not task._adversarial_on
+    task.on_step_start(5)
+    assert task._adversarial_on
+
+
+@pytest.mark.slow
+def test_waveform_autoencoder_gan_trains_with_spectral_and_adversarial_terms(tmp_path):
+    fixture = ROOT / "tests" / "fixtures" / "audio" / "chorale_16k"
+    out = tmp_path / "wae"
+    sets = [
+        f"run.out_dir={out}",
+        f"data.train_tracks=[{fixture}]",
+        f"data.val_tracks=[{fixture}]",
+        "data.segment_seconds=0.256",
+        "model.adversarial=true",
+        "model.discriminator={periods: [2, 3], channels: 0.0625}",
+        "run.batch_size=1",
+        "run.max_steps=3",
+        "run.log_every=1",
+        "run.val_every=3",
+        "run.ckpt_every=3",
+        "run.progress=false",
+        "dist.devices=1",
+    ]
+    proc = _fit("tiny-waveform-ae.yaml", *sets)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with (out / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    train = [r for r in rows if r["split"] == "train"]
+    val = [r for r in rows if r["split"] == "val"]
+    assert len(train) == 3 and len(val) == 1
+    for row in train:
+        extras = dict(item.split("=") for item in row["extra"].split(";"))
+        assert {"d_loss", "g_adv", "fm", "convergence", "log_magnitude", "phase"} <= set(extras)
+        assert all(math.isfinite(float(v)) for v in extras.values())
+    # Validation scores the spectral reconstruction only.
+    val_extras = dict(item.split("=") for item in val[0]["extra"].split(";"))
+    assert set(val_extras) == {"convergence", "log_magnitude", "phase"}
+    export = export_checkpoint(out, tmp_path / "export", weights="ema")
+    autoencoder, config = load_exported(export)
+    assert config["model_class"] == "stemforge.codec.WaveformAutoencoder"
+    with torch.no_grad():
+        assert autoencoder(0.1 * torch.randn(1, 4096)).shape == (1, 4096)

@@ -1,6 +1,7 @@
 """The loop's parts against obviously correct references: data order, EMA, warm-up, checkpoint files."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -86,6 +87,13 @@ def test_finalize_is_atomic_and_keeps_the_last_n(tmp_path):
     assert [p.name for p in list_checkpoints(root)] == ["step-00000003", "step-00000004"]
     assert latest_checkpoint(root) == root / "step-00000004"
     assert json.loads((root / "step-00000004" / "meta.json").read_text())["step"] == 4
+    # A stale .tmp of the same step (a run killed while writing) is replaced, not merged.
+    stale = root / ".step-00000005.tmp"
+    (stale / "checkpoint").mkdir(parents=True)
+    finalize_checkpoint(root, stale, 5, {"step": 5}, {"ema.safetensors": ema}, keep_last=2)
+    assert sorted(p.name for p in (root / "step-00000005").iterdir()) == ["ema.safetensors", "meta.json"]
+    shutil.rmtree(root / "step-00000005")
+    (root / "latest").write_text("step-00000004\n")
     # An interrupted write (a .tmp folder, no meta.json) is never picked up.
     (root / ".step-00000005.tmp").mkdir()
     (root / "step-00000006").mkdir()

@@ -111,7 +111,9 @@ def finalize_checkpoint(
     keep_last: int,
 ) -> Path:
     """Rank 0: write ``tensors`` (file name -> tensors) and ``meta.json`` into ``tmp_dir`` and publish it."""
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    if tmp_dir.exists():  # left by a run killed while writing: start it afresh
+        shutil.rmtree(tmp_dir)
+    tmp_dir.mkdir(parents=True)
     for file_name, named in tensors.items():
         save_safetensors_atomic(tmp_dir / file_name, named, {"format": CHECKPOINT_FORMAT})
     # meta.json last: a folder is a complete checkpoint only once it exists.

@@ -186,14 +186,17 @@ def _loader(task: Task, dataset: Any, sampler: Any, num_workers: int) -> DataLoa
     )
 
 
-def _validate(fabric: Any, task: Task, model: Any, dataset: Any, config: TrainConfig) -> float:
-    """Mean loss over ``run.val_batches`` fixed batches (same noise every time)."""
+def _validate(
+    fabric: Any, task: Task, model: Any, dataset: Any, config: TrainConfig
+) -> tuple[float, dict[str, float]]:
+    """Mean loss and mean extra terms over ``run.val_batches`` fixed batches (same noise every time)."""
     run = config.run
     sampler = ShardedBatchSampler(
         len(dataset), run.batch_size, fabric.global_rank, fabric.world_size, seed=run.seed, shuffle=False
     )
     batches = min(run.val_batches, sampler.batches_per_epoch)
     total = torch.zeros((), dtype=torch.float64)
+    extras: dict[str, float] = {}
     model.eval()
     with torch.no_grad():
         for i in range(batches):
@@ -201,11 +204,17 @@ def _validate(fabric: Any, task: Task, model: Any, dataset: Any, config: TrainCo
             batch = to_device(task.collate(items), fabric.device)
             gen = torch.Generator().manual_seed(step_seed(run.seed + 7, fabric.global_rank, 0, i))
             torch.manual_seed(step_seed(run.seed + 11, fabric.global_rank, 0, i))
-            loss, _ = task.loss(model, batch, gen)
+            loss, metrics = task.loss(model, batch, gen)
             total += float(loss.detach().float())
+            for key, value in metrics.items():
+                extras[key] = extras.get(key, 0.0) + float(value) / max(batches, 1)
     model.train()
     mean = fabric.all_reduce(total.to(torch.float32) / max(batches, 1), reduce_op="mean")
-    return float(mean)
+    # Every rank logs the same keys (the same task code on batches of the same kind).
+    means = {
+        k: float(fabric.all_reduce(torch.tensor(v), reduce_op="mean")) for k, v in sorted(extras.items())
+    }
+    return float(mean), means
 
 
 def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None) -> FitResult:
@@ -388,10 +397,10 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
             else:
                 progress.update(step, f"loss {mean_loss:.4f}", log_line=False)
             if val_set is not None and run.val_every > 0 and step % run.val_every == 0:
-                val_loss = _validate(fabric, task, model, val_set, config)
+                val_loss, val_extras = _validate(fabric, task, model, val_set, config)
                 result.val_losses[step] = val_loss
                 if log is not None:
-                    log.write(step, "val", val_loss, lr, 0.0, {})
+                    log.write(step, "val", val_loss, lr, 0.0, val_extras)
                 if rank0:
                     task.on_validation(raw_model, out_dir / "samples", step)
                 fabric.barrier()

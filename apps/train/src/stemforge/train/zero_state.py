@@ -218,7 +218,7 @@ def _flat_of_params(engine: Any, base: torch.optim.Optimizer) -> dict[int, Tenso
     return out
 
 
-def _set_full(param: nn.Parameter, value: Tensor, key: str | None) -> None:
+def _set_full(param: Tensor, value: Tensor, key: str | None) -> None:
     """``safe_set_full_fp32_param`` / ``safe_set_full_optimizer_state``, with ZeRO-3 padding handled.
 
     DeepSpeed 0.19's ZeRO-3 ``set_full_hp_param`` slices ``value`` at ``rank * partition_numel`` without

@@ -196,6 +196,7 @@ def _cmd_midi(args: argparse.Namespace) -> int:
             seed=args.seed,
             steps=args.steps,
             temperature=args.temperature,
+            order=args.order,
             preview=not args.no_preview,
             preview_rate=args.preview_rate,
             png=not args.no_png,
@@ -270,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output MIDI file; OUT.wav and OUT.png are written beside it")
     p.add_argument("--steps", type=int, default=None, help="model calls per window (default: one per token)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
+    p.add_argument(
+        "--order",
+        choices=("confidence", "random"),
+        default="confidence",
+        help="reveal the most probable notes first (default) or in a random order (exact sampling)",
+    )
     p.add_argument("--no-preview", action="store_true", help="do not render OUT.wav")
     p.add_argument("--preview-rate", type=int, default=22050, help="preview sample rate (default 22050)")
     p.add_argument("--no-png", action="store_true", help="do not draw OUT.png")

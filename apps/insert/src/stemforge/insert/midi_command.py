@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from stemforge.insert.errors import InsertError
 from stemforge.insert.midi_insert import (
@@ -40,12 +41,17 @@ def insert_midi_stems(
     seed: int = 0,
     steps: int | None = None,
     temperature: float = 1.0,
+    order: Literal["random", "confidence"] = "confidence",
     preview: bool = True,
     preview_rate: int = 22050,
     png: bool = True,
     reporter: Reporter | None = None,
 ) -> list[Path]:
-    """Insert ``stems`` into ``song_path``; write ``out`` (.mid), ``out``.wav and ``out``.png."""
+    """Insert ``stems`` into ``song_path``; write ``out`` (.mid), ``out``.wav and ``out``.png.
+
+    ``order="confidence"`` (default) reveals the most probable draws first (MaskGIT); ``"random"``
+    with one token per call (``steps=None``) samples the model's joint exactly.
+    """
     import torch
 
     reporter = reporter or Reporter(enabled=False)
@@ -87,6 +93,7 @@ def insert_midi_stems(
         seed=seed,
         steps_per_window=steps,
         temperature=temperature,
+        order=order,
         cond=cond,
         progress=reporter.steps,
         on_window=on_window,

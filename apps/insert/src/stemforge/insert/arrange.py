@@ -16,7 +16,7 @@ from torch import Tensor
 
 from stemforge.insert.audio_checkpoint import AudioModel
 from stemforge.insert.generate import inpaint_latents, null_condition
-from stemforge.insert.sampling import Progress, SamplingOptions
+from stemforge.insert.sampling import Generators, Progress, SamplingOptions
 
 
 def arrange_chunk(
@@ -26,7 +26,7 @@ def arrange_chunk(
     x_T: Tensor,
     *,
     options: SamplingOptions,
-    generator: torch.Generator,
+    generator: Generators,
     progress: Progress | None = None,
     context: Tensor | None = None,
     known: Tensor | None = None,

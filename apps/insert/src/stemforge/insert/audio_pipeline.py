@@ -70,7 +70,7 @@ def decode(model: AudioModel, latents: Tensor, num_samples: int) -> Tensor:
     return wave[:, :num_samples]
 
 
-ChunkSampler = Callable[[dict[str, Tensor], Tensor, torch.Generator, Callable], Tensor]
+ChunkSampler = Callable[[dict[str, Tensor], Tensor, list[torch.Generator], Callable], Tensor]
 
 
 def plan_chunks(

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from stemforge.insert.audio_checkpoint import AudioModel
-from stemforge.insert.sampling import Progress, SamplingOptions, sample_latents
+from stemforge.insert.sampling import Generators, Progress, SamplingOptions, sample_latents
 
 CONTINUATION = "continuing a generation from the previous chunk (inpainting)"
 
@@ -34,7 +34,7 @@ def inpaint_latents(
     cond: dict[str, Tensor],
     *,
     options: SamplingOptions,
-    generator: torch.Generator,
+    generator: Generators,
     progress: Progress | None = None,
     what: str = CONTINUATION,
 ) -> Tensor:
@@ -63,7 +63,7 @@ def generate_chunk(
     x_T: Tensor,
     *,
     options: SamplingOptions,
-    generator: torch.Generator,
+    generator: Generators,
     progress: Progress | None = None,
     context: Tensor | None = None,
     known: Tensor | None = None,

@@ -2,13 +2,14 @@
 
 ``--sampler ddim`` (DDIM, eta from ``--eta``; MSG-LD samples with eta = 1), ``dpm`` (DPM-Solver++(2M),
 deterministic, few steps) or ``ddpm`` (ancestral, posterior variance). Every chunk draws its starting
-noise from its own generator seeded by (seed, chunk index), so a result does not depend on
+noise and its in-sampler noise from its own generators seeded by (seed, chunk index), the latter
+through stemforge-samplers' one-generator-per-row option, so a result does not depend on
 ``--batch-size``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +21,8 @@ from stemforge.insert.errors import InsertError
 SamplerName = Literal["ddim", "dpm", "ddpm"]
 SAMPLERS: tuple[str, ...] = ("ddim", "dpm", "ddpm")
 Progress = Callable[[Iterable[int]], Iterable[int]]
+#: stemforge-samplers' ``Generators``: one generator, or one per batch row (chunk).
+Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,10 @@ def chunk_noise(shape: tuple[int, ...], seed: int, chunk_indices: list[int], dev
     return torch.stack(rows).to(device)
 
 
-def step_generator(seed: int, chunk_indices: list[int]) -> torch.Generator:
-    """The generator of a batch's in-sampler noise (eta > 0), seeded by its first chunk."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + chunk_indices[0] + 7919)
+def step_generator(seed: int, chunk_indices: list[int]) -> list[torch.Generator]:
+    """The generators of a batch's in-sampler noise (eta > 0), one per chunk (row), seeded by
+    (seed, chunk)."""
+    return [torch.Generator().manual_seed(seed * 1_000_003 + index + 7919) for index in chunk_indices]
 
 
 def sample_latents(
@@ -73,7 +77,7 @@ def sample_latents(
     *,
     cond: dict[str, Tensor] | None,
     prediction: str,
-    generator: torch.Generator,
+    generator: Generators,
     denoised_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     progress: Progress | None = None,
 ) -> Tensor:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor
 
 from stemforge.insert.audio_checkpoint import AudioModel
-from stemforge.insert.sampling import Progress, SamplingOptions, sample_latents
+from stemforge.insert.sampling import Generators, Progress, SamplingOptions, sample_latents
 
 Method = Literal["cfg", "dirac", "gaussian"]
 METHODS: tuple[str, ...] = ("cfg", "dirac", "gaussian")
@@ -31,7 +30,7 @@ def separate_chunk(
     method: Method,
     guidance: float,
     options: SamplingOptions,
-    generator: torch.Generator,
+    generator: Generators,
     progress: Progress | None = None,
 ) -> Tensor:
     """Stem latents (n, S, C, T, F) of mixture latents ``mix_latent`` (n, C, T, F)."""

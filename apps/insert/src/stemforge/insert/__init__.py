@@ -13,7 +13,7 @@ from stemforge.insert.audio_commands import (
 )
 from stemforge.insert.audio_pipeline import ChunkOptions
 from stemforge.insert.baselines import most_frequent_pitch, voice_leading, voice_statistics
-from stemforge.insert.chunking import chunk_plan, crossfade_weights, run_chunked
+from stemforge.insert.chunking import chunk_plan, crossfade_weights, run_chunked, run_continued
 from stemforge.insert.embedded import demo_audio_checkpoint, example_chorale, jsb_checkpoint
 from stemforge.insert.errors import InsertError
 from stemforge.insert.midi_command import insert_midi_stems
@@ -47,6 +47,7 @@ __all__ = [
     "run_accompany",
     "run_arrange",
     "run_chunked",
+    "run_continued",
     "run_generate",
     "run_insert_audio",
     "run_separate",

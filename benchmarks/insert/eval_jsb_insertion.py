@@ -74,6 +74,9 @@ def main() -> None:
         help="reveal order: random (ancestral sampling) or confidence (MaskGIT, most probable first)",
     )
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument(
+        "--no-parallels", action="store_true", help="forbid parallel fifths/octaves while decoding"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
@@ -99,6 +102,7 @@ def main() -> None:
             steps_per_window=args.steps,
             order=args.order,
             temperature=args.temperature,
+            no_parallels=args.no_parallels,
         )
         for voice in range(4):
             completed = {
@@ -155,6 +159,7 @@ def main() -> None:
         "steps_per_window": args.steps,
         "order": args.order,
         "temperature": args.temperature,
+        "no_parallels": args.no_parallels,
         "window": model.window,
         "seed": args.seed,
         "seconds": seconds,

@@ -197,6 +197,7 @@ def _cmd_midi(args: argparse.Namespace) -> int:
             steps=args.steps,
             temperature=args.temperature,
             order=args.order,
+            no_parallels=not args.allow_parallels,
             preview=not args.no_preview,
             preview_rate=args.preview_rate,
             png=not args.no_png,
@@ -276,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("confidence", "random"),
         default="confidence",
         help="reveal the most probable notes first (default) or in a random order (exact sampling)",
+    )
+    p.add_argument(
+        "--allow-parallels",
+        action="store_true",
+        help="do not forbid parallel fifths/octaves against the given voices while decoding",
     )
     p.add_argument("--no-preview", action="store_true", help="do not render OUT.wav")
     p.add_argument("--preview-rate", type=int, default=22050, help="preview sample rate (default 22050)")

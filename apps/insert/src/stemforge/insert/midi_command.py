@@ -42,6 +42,7 @@ def insert_midi_stems(
     steps: int | None = None,
     temperature: float = 1.0,
     order: Literal["random", "confidence"] = "confidence",
+    no_parallels: bool = True,
     preview: bool = True,
     preview_rate: int = 22050,
     png: bool = True,
@@ -50,7 +51,8 @@ def insert_midi_stems(
     """Insert ``stems`` into ``song_path``; write ``out`` (.mid), ``out``.wav and ``out``.png.
 
     ``order="confidence"`` (default) reveals the most probable draws first (MaskGIT); ``"random"``
-    with one token per call (``steps=None``) samples the model's joint exactly.
+    with one token per call (``steps=None``) samples the model's joint exactly. ``no_parallels``
+    (default) forbids parallel fifths and octaves against the known voices while decoding.
     """
     import torch
 
@@ -95,6 +97,7 @@ def insert_midi_stems(
         temperature=temperature,
         order=order,
         cond=cond,
+        no_parallels=no_parallels,
         progress=reporter.steps,
         on_window=on_window,
     )[0]

@@ -13,6 +13,7 @@ default: exact sampling from the model's conditionals in a random order).
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,13 @@ def load_midi_model(path: Path) -> MidiModel:
     )
 
 
+@functools.cache
+def _text_encoder() -> Any:
+    from stemforge.conditioning import TextEncoder
+
+    return TextEncoder()
+
+
 def instruction_cond(model: MidiModel, instruction: str, batch: int) -> dict[str, Tensor]:
     """The model's condition for a text instruction: the MiniLM pooled sentence vector, as in
     training (``stemforge.train.tasks.midi.text_cond``), repeated over ``batch`` rows."""
@@ -109,9 +117,7 @@ def instruction_cond(model: MidiModel, instruction: str, batch: int) -> dict[str
     if not model.text_dim:
         raise InsertError(f"the MIDI model {model.label} has no text conditioning; leave out --instruction")
     try:
-        from stemforge.conditioning import TextEncoder
-
-        pooled = TextEncoder()([instruction]).pooled
+        pooled = _text_encoder()([instruction]).pooled
     except ImportError as err:
         raise InsertError(f"--instruction needs the text encoder: {err}") from err
     device = next(model.model.parameters()).device
@@ -186,6 +192,7 @@ def insert_voices(
     temperature: float = 1.0,
     order: Literal["random", "confidence"] = "random",
     cond: dict[str, Tensor] | None = None,
+    no_parallels: bool = False,
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
     on_window: Callable[[int, int], None] | None = None,
 ) -> Tensor:
@@ -193,7 +200,9 @@ def insert_voices(
 
     ``steps_per_window=None`` reveals one token per model call (exact ancestral sampling with
     ``order="random"``; ``"confidence"`` reveals the most probable draw first, MaskGIT-style).
-    ``cond`` (e.g. :func:`instruction_cond`) is passed to every model call.
+    ``cond`` (e.g. :func:`instruction_cond`) is passed to every model call. ``no_parallels``
+    forbids pitches that would move in parallel fifths or octaves with a known voice
+    (:mod:`stemforge.insert.midi_constraints`).
     """
     from stemforge.samplers import unmask_sample
 
@@ -211,10 +220,15 @@ def insert_voices(
         starts.append(length - window)
     gen = torch.Generator().manual_seed(seed)
     device = next(model.model.parameters()).device
+    network: Any = model.model
+    if no_parallels:
+        from stemforge.insert.midi_constraints import NoParallelsModel
+
+        network = NoParallelsModel(model.model)
     for k, start in enumerate(starts):
         sl = slice(start, start + window)
         filled = unmask_sample(
-            model.model,
+            network,
             x[..., sl].to(device),
             visible[..., sl].to(device),
             kind="categorical",

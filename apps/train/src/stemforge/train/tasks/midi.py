@@ -136,6 +136,9 @@ class VoiceInsertionModel(nn.Module):
     ``text_mask`` / ``drop_text``) when the model has ``text_dim``.
     """
 
+    token_bin: Tensor
+    support: Tensor
+
     def __init__(self, config: Any) -> None:
         from stemforge.unet3d import UNet3D, UNet3DConfig
 

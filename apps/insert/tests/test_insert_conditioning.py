@@ -81,6 +81,7 @@ def test_the_instruction_changes_the_trained_models_prediction():
     assert (outs[0] - null).abs().max() > 1e-4
 
 
+@pytest.mark.slow
 def test_audio_with_an_instruction_writes_the_stem_and_follows_the_text(tmp_path, capsys, no_bass):
     before = no_bass.read_bytes()
     results = []
@@ -101,6 +102,38 @@ def test_audio_with_an_instruction_writes_the_stem_and_follows_the_text(tmp_path
     # Another instruction, another stem. The demonstration codec's decoder is barely trained and maps
     # latent differences to small waveform differences (about 1e-4 here, several 16-bit steps).
     assert np.abs(results[0] - results[2]).max() > 2 / 32768
+
+
+def test_instruction_and_style_commands_run_on_the_real_checkpoints(tmp_path, capsys, no_bass):
+    """The fast path of the two slow tests below: one ``audio --instruction`` and one ``accompany --style``."""
+    ref = write_excerpt(tmp_path / "in" / "ref.wav", ("bass",), 1.5)
+    commands = {
+        "ins": [
+            "audio",
+            str(no_bass),
+            "--stem",
+            "bass",
+            "--instruction",
+            INSTRUCTION,
+            "--checkpoint",
+            str(SUBTRACTIVE),
+        ],
+        "acc": [
+            "accompany",
+            str(no_bass),
+            "--stem",
+            "bass",
+            "--style",
+            str(ref),
+            "--checkpoint",
+            str(ACCOMPANIMENT),
+        ],
+    }
+    for name, command in commands.items():
+        rc, _, err = run(capsys, *command, "--steps", "1", "--out", str(tmp_path / name))
+        assert rc == 0 and "note" not in err, err
+        bass = read(tmp_path / name / "bass.wav")
+        assert bass.shape == (32000,) and np.isfinite(bass).all()
 
 
 def test_audio_without_an_instruction_uses_the_null_text(tmp_path, capsys, no_bass):
@@ -177,6 +210,7 @@ def test_the_style_vector_changes_the_trained_models_prediction():
     assert (out - null).flatten(1).abs().amax(1).min() > 1e-4
 
 
+@pytest.mark.slow
 def test_accompany_feeds_the_reference_style_to_the_model(tmp_path, capsys, no_bass):
     bass_ref = write_excerpt(tmp_path / "in" / "bass_ref.wav", ("bass",), 1.5)
     flute_ref = write_excerpt(tmp_path / "in" / "flute_ref.wav", ("soprano",), 1.5)

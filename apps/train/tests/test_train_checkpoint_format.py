@@ -229,3 +229,24 @@ def test_zero3_kill_free_resume_equals_uninterrupted(tmp_path):
     for step in range(4, 7):
         assert resumed[step] == expected[step], (step, resumed[step], expected[step])
     assert read_meta(part / "checkpoints" / "step-00000006")["zero_stage"] == 3
+
+
+@pytest.mark.slow
+def test_bf16_mixed_resume_equals_uninterrupted(tmp_path):
+    # bf16: the model holds bf16 working weights, ZeRO-2 the fp32 masters; both must come back.
+    full, part = tmp_path / "full", tmp_path / "part"
+    sets = ("dist.precision=bf16-mixed", "dist.devices=1", "run.ckpt_every=1")
+    proc = run_cli(*fit_args(full, "run.max_steps=2", *sets), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = run_cli(*fit_args(part, "run.max_steps=1", *sets), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = run_cli(*fit_args(part, "run.max_steps=2", *sets), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "resumed from" in proc.stderr
+    assert train_losses(part)[2] == train_losses(full)[2]
+    meta = read_meta(part / "checkpoints" / "step-00000002")
+    assert meta["precision"] == "bf16-mixed"
+    weights = load_file(part / "checkpoints" / "step-00000002" / "model.safetensors")
+    assert all(v.dtype == torch.float32 for v in weights.values())  # the fp32 masters, not bf16 copies
+    expected = load_file(full / "checkpoints" / "step-00000002" / "model.safetensors")
+    assert all(torch.equal(weights[k], expected[k]) for k in expected)

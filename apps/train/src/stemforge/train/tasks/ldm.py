@@ -239,7 +239,8 @@ class LDMTask:
             return self._dataset("val") if (Path(self.data["latent_cache"]) / "val").is_dir() else None
         return self._dataset("val") if has_split(self.data, "val") else None
 
-    def collate(self, items: list[Any]) -> dict[str, Tensor]:
+    def collate(self, items: list[Any]) -> dict[str, Any]:
+        """Tensors stacked along a new batch axis; strings (instructions) kept as a list."""
         if isinstance(items[0], Mapping):
             return {
                 k: [it[k] for it in items]

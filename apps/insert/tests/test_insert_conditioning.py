@@ -244,3 +244,20 @@ def test_style_without_a_style_input_is_grounding_only(tmp_path, capsys, no_bass
         "--checkpoint", str(demo_audio_checkpoint()), "--out", str(tmp_path / "o"),
     )  # fmt: skip
     assert rc == 0 and "has no style input" in err and "grounds" in err
+
+
+@pytest.mark.slow
+def test_instruction_over_several_chunks_does_not_depend_on_the_batch_size(tmp_path, capsys):
+    """A 3.5 s mix spans several 1.28 s chunks; the instruction is given to every chunk of a batch."""
+    mix = write_excerpt(tmp_path / "in" / "long.wav", ("soprano", "alto", "tenor"), 3.5, rate=22050)
+    outs = []
+    for batch in ("1", "3"):
+        out = tmp_path / f"b{batch}"
+        rc, _, err = run(
+            capsys, "audio", str(mix), "--stem", "bass", "--instruction", INSTRUCTION, "--guidance", "2",
+            "--batch-size", batch, "--checkpoint", str(SUBTRACTIVE), "--out", str(out),
+        )  # fmt: skip
+        assert rc == 0, err
+        outs.append(read(out / "bass.wav"))
+    assert outs[0].shape == (round(3.5 * 22050),)
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)

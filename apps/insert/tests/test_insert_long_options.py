@@ -84,7 +84,19 @@ def test_sampler_runs_or_is_refused_with_the_reason(tmp_path, capsys, inputs, co
     """Samplers written for DDIM only (inpainting, MSDM, continuation) refuse the others by name;
     everywhere else the sampler runs and its result differs from DDIM's."""
     out = tmp_path / sampler
-    rc = main([*COMMANDS[command](inputs), *CHUNKS, "--steps", "2", "--quiet", "--sampler", sampler, "--out", str(out)])
+    rc = main(
+        [
+            *COMMANDS[command](inputs),
+            *CHUNKS,
+            "--steps",
+            "2",
+            "--quiet",
+            "--sampler",
+            sampler,
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     ddim_only = {"arrange", "audio", "generate"}  # inpainting, MSDM Dirac, continuation over 2 chunks
     if command in ddim_only:
@@ -124,4 +136,6 @@ def test_device_is_checked_before_any_work(tmp_path, capsys, inputs, command):
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_cuda_runs_every_command(tmp_path, inputs, command):
     result = run(inputs, command, tmp_path / "cuda", "--device", "cuda")
-    assert result and all(np.isfinite(w).all() and w.shape == (round(SECONDS * 16000),) for w in result.values())
+    assert result and all(
+        np.isfinite(w).all() and w.shape == (round(SECONDS * 16000),) for w in result.values()
+    )

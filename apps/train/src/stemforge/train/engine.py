@@ -4,7 +4,10 @@ Per optimizer step: ``grad_accum`` micro-batches (DeepSpeed accumulates and clip
 linear warm-up, an EMA update, CSV/TensorBoard logging, periodic validation and checkpoints. All
 randomness of step s on rank r (noise, timesteps, masks, dropout) is drawn from generators seeded by
 (seed, r, s), so restoring the step and the data position restores the random stream too: a
-resumed run continues the uninterrupted run's loss curve exactly.
+resumed run continues the uninterrupted run's loss curve exactly. A checkpoint gathers the ZeRO
+partitions into whole tensors (:mod:`stemforge.train.zero_state`) that rank 0 writes as safetensors +
+JSON (:mod:`stemforge.train.checkpoint`); a task may add AdamW parameter groups, name the exported
+submodule and follow the step through the optional hooks listed in :mod:`stemforge.train.tasks.base`.
 """
 
 from __future__ import annotations

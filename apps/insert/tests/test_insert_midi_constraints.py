@@ -36,7 +36,9 @@ def reference_ban(x: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
                             if j == v or not (known[i, j, early] and known[i, j, late]):
                                 continue
                             pv = {step: p, other: int(x[i, v, other])}
-                            if moves_in_parallel(pv[early], pv[late], int(x[i, j, early]), int(x[i, j, late])):
+                            if moves_in_parallel(
+                                pv[early], pv[late], int(x[i, j, early]), int(x[i, j, late])
+                            ):
                                 ban[i, v, step, p] = True
     return ban
 

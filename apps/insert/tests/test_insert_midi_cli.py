@@ -312,7 +312,6 @@ def test_embedded_jsb_model_loads_with_this_code():
     assert sum(p.numel() for p in model.parameters()) < 2_500_000
 
 
-@pytest.mark.slow
 def test_embedded_jsb_model_is_trained():
     from stemforge.samplers.discrete_nll import chain_rule_nll, nats_per_frame
     from stemforge.train.checkpoint import load_exported

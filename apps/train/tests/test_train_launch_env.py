@@ -6,11 +6,27 @@ ENVIRONMENT VARIABLES", deepspeed/launcher/launch.py ``main``); the multi-proces
 test_train_launch_runs.py start the real launchers.
 """
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 from stemforge.train.cli import build_parser
 from stemforge.train.config import ConfigError, DistConfig
 from stemforge.train.launch import LaunchEnvironment, check_launch, detect_launch
+
+
+@pytest.fixture
+def exact_environ() -> Iterator[None]:
+    """Requested before monkeypatch, so that it is torn down after it. Restore os.environ exactly: make_fabric and Fabric set variables (NODE_RANK, DS_ACCELERATOR,
+    ...) directly, which monkeypatch cannot undo; a leaked NODE_RANK=1 makes every later one-node
+    run in this process wait for a node 0 that never comes."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def torchrun_env(node_rank: int, local_rank: int, nodes: int = 2, per_node: int = 1) -> dict[str, str]:
@@ -201,7 +217,7 @@ def test_readme_cluster_commands_parse_with_each_launchers_own_parser(monkeypatc
     ],
 )
 def test_fabric_reads_each_launchers_ranks_as_the_launcher_assigned_them(
-    make_env, environment, monkeypatch, capsys
+    exact_environ, make_env, environment, monkeypatch, capsys
 ):
     from lightning_fabric.utilities.rank_zero import rank_zero_only
 

@@ -170,6 +170,35 @@ def test_export_then_fresh_process_gives_identical_outputs(uninterrupted, tmp_pa
     assert torch.equal(torch.load(out_file), expected)
 
 
+def test_float16_export_stores_half_and_loads_the_rounded_weights(uninterrupted, tmp_path):
+    from safetensors import safe_open
+
+    from stemforge.train.checkpoint import load_exported
+
+    export_dir = tmp_path / "export16"
+    proc = run_cli("export", str(uninterrupted), str(export_dir), "--weights", "raw", "--dtype", "float16")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with safe_open(export_dir / "model.safetensors", framework="pt") as fh:
+        stored = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no iterator)
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    model, config = load_exported(export_dir)
+    assert config["storage_dtype"] == "float16"
+    loaded = model.state_dict()
+    for name, value in stored.items():
+        assert loaded[name].dtype == torch.float32
+        assert torch.equal(loaded[name], value.float()), name
+    full, _ = load_exported(_export_raw(uninterrupted, tmp_path / "export32"))
+    rounded = {k: v.half().float() for k, v in full.state_dict().items()}
+    assert any(not torch.equal(rounded[k], v) for k, v in full.state_dict().items())
+    assert all(torch.equal(rounded[k], loaded[k]) for k in rounded)
+
+
+def _export_raw(run: Path, out: Path) -> Path:
+    proc = run_cli("export", str(run), str(out), "--weights", "raw")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
 @pytest.mark.slow
 def test_overfit_fixed_batch(tmp_path):
     out = tmp_path / "overfit"

@@ -242,8 +242,24 @@ def consolidated_weights(ckpt: Path, weights: Literal["ema", "raw"] = "ema") -> 
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
-def export_checkpoint(ckpt: Path, out: Path, weights: Literal["ema", "raw"] = "ema") -> Path:
+STORAGE_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def export_checkpoint(
+    ckpt: Path,
+    out: Path,
+    weights: Literal["ema", "raw"] = "ema",
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+) -> Path:
     """Write ``out/model.safetensors`` + ``out/config.json`` from a training checkpoint.
+
+    ``dtype`` is the storage type of the floating-point tensors (``float16`` halves the file of a
+    model that ships inside a package); ``load_exported`` loads them into the model's float32
+    parameters, and ``config.json`` records it as ``storage_dtype``.
 
     EMA weights cover the trainable parameters; buffers and frozen parameters (if any) come from
     ``model.safetensors``, so an EMA export is complete too. A training module that wraps the
@@ -258,10 +274,20 @@ def export_checkpoint(ckpt: Path, out: Path, weights: Literal["ema", "raw"] = "e
     for name, tensor in state.items():
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{ckpt}: tensor {name!r} holds NaN/inf; export an earlier checkpoint")
+    if dtype not in STORAGE_DTYPES:
+        raise CheckpointError(f"export dtype {dtype!r}: choose one of {sorted(STORAGE_DTYPES)}")
+    storage = STORAGE_DTYPES[dtype]
+    state = {k: (v.to(storage) if v.is_floating_point() else v) for k, v in state.items()}
+    for name, tensor in state.items():
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(
+                f"{ckpt}: tensor {name!r} overflows {dtype}; export it with --dtype float32"
+            )
     config = {
         "format": "stemforge-model",
         "weights": weights,
         "step": meta["step"],
+        "storage_dtype": dtype,
         **meta["export"],
     }
     out = Path(out)

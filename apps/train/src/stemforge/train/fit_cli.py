@@ -35,10 +35,10 @@ def _export(args: argparse.Namespace) -> int:
     from stemforge.train.checkpoint import CheckpointError, export_checkpoint
 
     try:
-        out = export_checkpoint(Path(args.checkpoint), Path(args.out), weights=args.weights)
+        out = export_checkpoint(Path(args.checkpoint), Path(args.out), weights=args.weights, dtype=args.dtype)
     except CheckpointError as err:
         raise UserError(str(err)) from err
-    print(f"exported {args.weights} weights to {out}")
+    print(f"exported {args.weights} weights ({args.dtype}) to {out}")
     return 0
 
 
@@ -146,6 +146,12 @@ def register(subparsers: Any) -> None:
     exp_p.add_argument("out", help="new output folder (model.safetensors + config.json)")
     exp_p.add_argument(
         "--weights", choices=("ema", "raw"), default="ema", help="EMA (default) or raw weights"
+    )
+    exp_p.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        default="float32",
+        help="storage type of the weights (loaded into float32 parameters); float16 halves the file",
     )
     exp_p.set_defaults(func=_export)
 

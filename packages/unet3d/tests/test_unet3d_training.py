@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from stemforge.unet3d import UNet3D, UNet3DConfig
+from stemforge.unet3d.__about__ import __version__ as unet3d_version
 
 
 def _batch(seed: int = 0):
@@ -94,7 +95,7 @@ def test_save_and_load_round_trip(randomized, tmp_path) -> None:
     assert sorted(p.name for p in out_dir.iterdir()) == ["config.json", "model.safetensors"]
     meta = json.loads((out_dir / "config.json").read_text())
     assert meta["config"]["stems"] == ["bass", "drums", "guitar", "piano"]
-    assert meta["package_versions"]["stemforge-unet3d"] == "0.1.0"
+    assert meta["package_versions"]["stemforge-unet3d"] == unet3d_version
     again = UNet3D.load(out_dir).eval()
     assert again.config == config
     x, t, cond = _batch()

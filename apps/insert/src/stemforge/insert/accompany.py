@@ -22,7 +22,7 @@ from torch import Tensor
 
 from stemforge.insert.audio_checkpoint import AudioModel
 from stemforge.insert.generate import null_condition
-from stemforge.insert.sampling import Progress, SamplingOptions, sample_latents
+from stemforge.insert.sampling import Progress, SamplingOptions, sample_model
 
 
 def project_to_mixture(x0: Tensor, mixture: Tensor, target: int) -> Tensor:
@@ -51,7 +51,7 @@ def accompany_chunk(
 ) -> Tensor:
     """Latents (n, 1, C, T, F) of ``stem`` for mixture latents (n, C, T, F); ``style_latent``
     (1, C, T_ref, F) or None; ``style`` (1, D) the style vector for a style-conditioned model."""
-    from stemforge.samplers import ClassifierFreeGuidance, StyleGrounding
+    from stemforge.samplers import StyleGrounding
 
     target = 0 if model.mode == "accompaniment" else model.check_stem(stem)
     grounding = None
@@ -60,7 +60,6 @@ def accompany_chunk(
         grounding = StyleGrounding(reference, style_strength, time_dim=-2)
 
     if model.mode == "accompaniment":
-        guided = ClassifierFreeGuidance(model.unet, guidance, rescale=rescale)
 
         def ground(x0: Tensor, t: Tensor) -> Tensor:
             return grounding(x0, t) if grounding is not None else x0
@@ -68,13 +67,13 @@ def accompany_chunk(
         cond = {"mix_latent": mix_latent}
         if style is not None:
             cond["style"] = style.to(mix_latent.device).expand(mix_latent.shape[0], -1)
-        return sample_latents(
-            guided,
+        return sample_model(
+            model,
             x_T,
-            model.schedule,
             options,
             cond=cond,
-            prediction=model.prediction,
+            guidance=guidance,
+            rescale=rescale,
             generator=generator,
             denoised_fn=ground,
             progress=progress,
@@ -87,13 +86,11 @@ def accompany_chunk(
             x0[:, target : target + 1] = grounding(x0[:, target : target + 1], t)
         return x0
 
-    stems = sample_latents(
-        model.unet,
+    stems = sample_model(
+        model,
         x_T,
-        model.schedule,
         options,
         cond=null_condition(model, x_T),
-        prediction=model.prediction,
         generator=generator,
         denoised_fn=constrain,
         progress=progress,

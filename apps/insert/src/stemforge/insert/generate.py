@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from stemforge.insert.audio_checkpoint import AudioModel
-from stemforge.insert.sampling import Generators, Progress, SamplingOptions, sample_latents
+from stemforge.insert.sampling import Generators, Progress, SamplingOptions, sample_model
 
 CONTINUATION = "continuing a generation from the previous chunk (inpainting)"
 
@@ -76,16 +76,7 @@ def generate_chunk(
     """
     cond = null_condition(model, x_T)
     if context is None or known is None or not bool(known.any()):
-        return sample_latents(
-            model.unet,
-            x_T,
-            model.schedule,
-            options,
-            cond=cond,
-            prediction=model.prediction,
-            generator=generator,
-            progress=progress,
-        )
+        return sample_model(model, x_T, options, cond=cond, generator=generator, progress=progress)
     return inpaint_latents(
         model, x_T, context, known, cond, options=options, generator=generator, progress=progress
     )

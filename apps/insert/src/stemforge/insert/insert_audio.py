@@ -24,7 +24,7 @@ from torch import Tensor
 
 from stemforge.insert.audio_checkpoint import AudioModel
 from stemforge.insert.generate import null_condition
-from stemforge.insert.sampling import Progress, SamplingOptions, sample_latents
+from stemforge.insert.sampling import Progress, SamplingOptions, sample_model
 
 
 def insert_chunk(
@@ -44,7 +44,7 @@ def insert_chunk(
     ``x_T`` is (n, S, C, T, F) for a joint model and (n, 1, C, T, F) for a one-stem model;
     ``text`` holds the instruction's (1, ...) ``text`` / ``text_mask`` / ``text_pooled``.
     """
-    from stemforge.samplers import ClassifierFreeGuidance, msdm_dirac_separate
+    from stemforge.samplers import msdm_dirac_separate
 
     if model.mode == "subtractive":
         n = mix_latent.shape[0]
@@ -53,28 +53,13 @@ def insert_chunk(
         cond = {"mix_latent": mix_latent, "stem_mask": given}
         for key, value in (text or {}).items():
             cond[key] = value.to(mix_latent.device).expand(n, *value.shape[1:])
-        return sample_latents(
-            ClassifierFreeGuidance(model.unet, guidance),
-            x_T,
-            model.schedule,
-            options,
-            cond=cond,
-            prediction=model.prediction,
-            generator=generator,
-            progress=progress,
+        return sample_model(
+            model, x_T, options, cond=cond, guidance=guidance, generator=generator, progress=progress
         )
     if model.mode == "accompaniment":
         cond = {"mix_latent": mix_latent, **(text or {})}
-        guided = ClassifierFreeGuidance(model.unet, guidance)
-        return sample_latents(
-            guided,
-            x_T,
-            model.schedule,
-            options,
-            cond=cond,
-            prediction=model.prediction,
-            generator=generator,
-            progress=progress,
+        return sample_model(
+            model, x_T, options, cond=cond, guidance=guidance, generator=generator, progress=progress
         )
     options.require_ddim("insertion with a joint model (MSDM Dirac)")
     target = model.check_stem(stem)

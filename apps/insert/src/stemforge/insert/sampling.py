@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
 
 from stemforge.insert.errors import InsertError
+
+if TYPE_CHECKING:
+    from stemforge.insert.audio_checkpoint import AudioModel
 
 SamplerName = Literal["ddim", "dpm", "ddpm"]
 SAMPLERS: tuple[str, ...] = ("ddim", "dpm", "ddpm")
@@ -96,3 +99,35 @@ def sample_latents(
     if options.sampler == "dpm":
         return dpm_solver_pp_2m_sample(model, x_T, schedule, num_steps=options.steps, **common)  # type: ignore[arg-type]
     return ddpm_sample(model, x_T, schedule, num_steps=options.steps, **common)  # type: ignore[arg-type]
+
+
+def sample_model(
+    model: AudioModel,
+    x_T: Tensor,
+    options: SamplingOptions,
+    *,
+    cond: dict[str, Tensor] | None,
+    generator: Generators,
+    guidance: float | None = None,
+    rescale: float = 0.0,
+    denoised_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+    progress: Progress | None = None,
+) -> Tensor:
+    """``sample_latents`` with a checkpoint's U-Net, schedule and prediction type; with ``guidance``
+    the U-Net runs under classifier-free guidance (scale ``guidance``, CFG rescale ``rescale``)."""
+    net: Callable[[Tensor, Tensor, dict[str, Tensor] | None], Tensor] = model.unet
+    if guidance is not None:
+        from stemforge.samplers import ClassifierFreeGuidance
+
+        net = ClassifierFreeGuidance(model.unet, guidance, rescale=rescale)
+    return sample_latents(
+        net,
+        x_T,
+        model.schedule,
+        options,
+        cond=cond,
+        prediction=model.prediction,
+        generator=generator,
+        denoised_fn=denoised_fn,
+        progress=progress,
+    )

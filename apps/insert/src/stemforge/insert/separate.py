@@ -16,7 +16,7 @@ from typing import Literal
 from torch import Tensor
 
 from stemforge.insert.audio_checkpoint import AudioModel
-from stemforge.insert.sampling import Generators, Progress, SamplingOptions, sample_latents
+from stemforge.insert.sampling import Generators, Progress, SamplingOptions, sample_model
 
 Method = Literal["cfg", "dirac", "gaussian"]
 METHODS: tuple[str, ...] = ("cfg", "dirac", "gaussian")
@@ -39,15 +39,8 @@ def separate_chunk(
     guided = ClassifierFreeGuidance(model.unet, guidance)
     cond = {"mix_latent": mix_latent}
     if method == "cfg":
-        return sample_latents(
-            guided,
-            x_T,
-            model.schedule,
-            options,
-            cond=cond,
-            prediction=model.prediction,
-            generator=generator,
-            progress=progress,
+        return sample_model(
+            model, x_T, options, cond=cond, guidance=guidance, generator=generator, progress=progress
         )
     options.require_ddim(f"--method {method}")
     run = msdm_dirac_separate if method == "dirac" else msdm_gaussian_separate

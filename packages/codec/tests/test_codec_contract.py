@@ -215,3 +215,31 @@ class TestMelVAECodec(CodecContract):
 class TestWaveformCodec(CodecContract):
     def make_codec(self) -> Codec:
         return WaveformCodec(WaveformAutoencoderConfig.from_name("tiny"))
+
+
+class TestWaveformCodecFreqLayout(CodecContract):
+    """latent_freq = 4: the same autoencoder presented as (latent_dim / 4, T, 4) latents."""
+
+    def make_codec(self) -> Codec:
+        config = WaveformAutoencoderConfig.from_name("tiny")
+        return WaveformCodec(WaveformAutoencoderConfig(**{**config.to_dict(), "latent_freq": 4}))
+
+
+def test_waveform_freq_layout_holds_the_autoencoders_numbers() -> None:
+    torch.manual_seed(0)
+    flat = WaveformCodec(WaveformAutoencoderConfig.from_name("tiny")).eval()
+    config = {**flat.config.to_dict(), "latent_freq": 4}
+    grid = WaveformCodec(WaveformAutoencoderConfig(**config)).eval()
+    grid.load_state_dict(flat.state_dict())
+    wave = 0.3 * torch.sin(torch.arange(2048) * 2 * torch.pi * 440 / 16000).expand(1, 2, -1)
+    with torch.no_grad():
+        a, b = flat.encode(wave, sample_rate=16000), grid.encode(wave, sample_rate=16000)
+        assert b.shape == (1, 2, 2, a.shape[3], 4)
+        assert torch.equal(b[:, :, 1, :, 3], a[:, :, 7])  # channel c * F + f -> (c, f)
+        assert torch.allclose(grid.decode(b), flat.decode(a), atol=1e-6)
+
+
+def test_waveform_freq_layout_must_divide_latent_dim() -> None:
+    config = {**WaveformAutoencoderConfig.from_name("tiny").to_dict(), "latent_freq": 3}
+    with pytest.raises(ValueError, match="latent_freq 3 must be 0"):
+        WaveformCodec(WaveformAutoencoderConfig(**config))

@@ -30,6 +30,9 @@ class WaveformAutoencoderConfig:
     strides: tuple[int, ...] = (2, 4, 5, 8)
     latent_dim: int = 32
     kernel_size: int = 7
+    #: 0: 1-D latents (latent_dim, T). F > 0: the codec presents them as (latent_dim / F, T, F), the
+    #: (C, T, F) layout of the 3D U-Net (the autoencoder itself is unchanged).
+    latent_freq: int = 0
 
     @classmethod
     def from_name(cls, name: str) -> WaveformAutoencoderConfig:

@@ -3,6 +3,11 @@
 Wraps :class:`stemforge.codec.waveform_autoencoder.WaveformAutoencoder` in the :class:`Codec`
 interface; the latent is multiplied by a stored scale factor (1 / std over training data) so that
 the diffusion model sees unit-variance latents.
+
+With ``latent_freq = F > 0`` the codec presents the autoencoder's (latent_dim, T) latent as
+(latent_dim / F, T, F): channel ``c * F + f`` becomes row ``c``, column ``f``. The numbers are the
+same; the layout is the (C, T, F) one that stemforge-unet3d's 3D U-Net takes, so a waveform codec
+can back a multi-track LDM (stemforge-insert's demonstration model).
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ class WaveformCodec(Codec):
     def __init__(self, config: WaveformAutoencoderConfig | None = None) -> None:
         super().__init__()
         self.config = config or WaveformAutoencoderConfig()
+        freq = self.config.latent_freq
+        if freq < 0 or (freq and self.config.latent_dim % freq):
+            raise ValueError(
+                f"WaveformCodec: latent_freq {freq} must be 0 (1-D latents) or divide latent_dim "
+                f"{self.config.latent_dim}"
+            )
         self.autoencoder = WaveformAutoencoder(self.config)
 
     @classmethod
@@ -45,10 +56,23 @@ class WaveformCodec(Codec):
 
     @property
     def latent_channels(self) -> int:
-        return self.config.latent_dim
+        freq = self.config.latent_freq
+        return self.config.latent_dim // freq if freq else self.config.latent_dim
+
+    @property
+    def latent_freq(self) -> int | None:
+        return self.config.latent_freq or None
 
     def _encode(self, wave: Tensor) -> Tensor:
-        return self.autoencoder.encode(wave)
+        latent = self.autoencoder.encode(wave)
+        freq = self.config.latent_freq
+        if not freq:
+            return latent
+        b, _, t = latent.shape
+        return latent.reshape(b, -1, freq, t).transpose(2, 3)
 
     def _decode(self, latent: Tensor) -> Tensor:
+        if self.config.latent_freq:
+            b, c, t, f = latent.shape
+            latent = latent.transpose(2, 3).reshape(b, c * f, t)
         return self.autoencoder.decode(latent)

@@ -7,6 +7,7 @@ factor, bad input, chunked coding of long audio and encode-decode of the real re
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -221,15 +222,13 @@ class TestWaveformCodecFreqLayout(CodecContract):
     """latent_freq = 4: the same autoencoder presented as (latent_dim / 4, T, 4) latents."""
 
     def make_codec(self) -> Codec:
-        config = WaveformAutoencoderConfig.from_name("tiny")
-        return WaveformCodec(WaveformAutoencoderConfig(**{**config.to_dict(), "latent_freq": 4}))
+        return WaveformCodec(dataclasses.replace(WaveformAutoencoderConfig.from_name("tiny"), latent_freq=4))
 
 
 def test_waveform_freq_layout_holds_the_autoencoders_numbers() -> None:
     torch.manual_seed(0)
     flat = WaveformCodec(WaveformAutoencoderConfig.from_name("tiny")).eval()
-    config = {**flat.config.to_dict(), "latent_freq": 4}
-    grid = WaveformCodec(WaveformAutoencoderConfig(**config)).eval()
+    grid = WaveformCodec(dataclasses.replace(flat.config, latent_freq=4)).eval()
     grid.load_state_dict(flat.state_dict())
     wave = 0.3 * torch.sin(torch.arange(2048) * 2 * torch.pi * 440 / 16000).expand(1, 2, -1)
     with torch.no_grad():
@@ -240,6 +239,6 @@ def test_waveform_freq_layout_holds_the_autoencoders_numbers() -> None:
 
 
 def test_waveform_freq_layout_must_divide_latent_dim() -> None:
-    config = {**WaveformAutoencoderConfig.from_name("tiny").to_dict(), "latent_freq": 3}
+    config = dataclasses.replace(WaveformAutoencoderConfig.from_name("tiny"), latent_freq=3)
     with pytest.raises(ValueError, match="latent_freq 3 must be 0"):
-        WaveformCodec(WaveformAutoencoderConfig(**config))
+        WaveformCodec(config)

@@ -56,8 +56,7 @@ class WaveformCodec(Codec):
 
     @property
     def latent_channels(self) -> int:
-        freq = self.config.latent_freq
-        return self.config.latent_dim // freq if freq else self.config.latent_dim
+        return self.config.latent_dim // (self.config.latent_freq or 1)
 
     @property
     def latent_freq(self) -> int | None:

@@ -4,7 +4,9 @@
 Fails (exit 1) on:
 - a stray namespace ``src/stemforge/__init__.py`` in any distribution;
 - a ``stemforge.<x>`` import in a distribution whose pyproject does not declare ``stemforge-<x>``
-  (its own name, a dependency or an optional extra);
+  (its own name, a dependency or an optional extra), or that the package table of DESIGN.md
+  (``ALLOWED`` below) does not allow; apps that must stay free of the training stack
+  (``FORBIDDEN_THIRD_PARTY``) importing it;
 - a distribution without a static ``__about__.py`` version, ``CHANGELOG.md`` with an
   ``## Unreleased`` section, ``README.md`` or ``py.typed``;
 - a test module path used by two distributions (pytest runs with ``--import-mode=importlib`` but
@@ -20,6 +22,29 @@ import pathlib
 import re
 import sys
 import tomllib
+
+LIBRARIES = {"kernels", "codec", "unet3d", "samplers", "conditioning", "midi", "data", "metrics"}
+#: DESIGN.md, "Packages and what each may import": the stemforge siblings each distribution may use.
+ALLOWED: dict[str, set[str]] = {
+    "kernels": set(),
+    "codec": set(),
+    "unet3d": {"kernels"},
+    "samplers": set(),
+    "conditioning": set(),
+    "midi": set(),
+    "data": {"midi"},
+    "metrics": set(),
+    "pipelines": LIBRARIES,
+    "train": LIBRARIES | {"pipelines"},
+    "insert": LIBRARIES | {"pipelines"},
+    "evaluate": LIBRARIES | {"pipelines"},
+}
+#: Third-party top-level modules a distribution must never import (DESIGN.md: the insertion app runs
+#: without stemforge-train and DeepSpeed).
+FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
+    "insert": {"deepspeed", "lightning_fabric", "lightning"},
+    "pipelines": {"deepspeed", "lightning_fabric", "lightning", "yaml"},
+}
 
 VERSION_RE = re.compile(r'^__version__\s*=\s*"(\d+\.\d+\.\d+(?:[a-z0-9.+-]*)?)"\s*$', re.MULTILINE)
 
@@ -37,7 +62,7 @@ def declared_names(meta: dict) -> set[str]:
     return {re.split(r"[<>=!~\[; @]", d, maxsplit=1)[0].strip().lower().replace("_", "-") for d in deps}
 
 
-def stemforge_imports(py: pathlib.Path) -> list[tuple[int, str]]:
+def all_imports(py: pathlib.Path) -> list[tuple[int, str]]:
     tree = ast.parse(py.read_text(), filename=str(py))
     found = []
     for node in ast.walk(tree):
@@ -45,7 +70,11 @@ def stemforge_imports(py: pathlib.Path) -> list[tuple[int, str]]:
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.lineno, node.module))
-    return [(line, mod) for line, mod in found if mod.startswith("stemforge.")]
+    return found
+
+
+def stemforge_imports(py: pathlib.Path) -> list[tuple[int, str]]:
+    return [(line, mod) for line, mod in all_imports(py) if mod.startswith("stemforge.")]
 
 
 def check_distribution(root: pathlib.Path, dist: pathlib.Path) -> list[str]:
@@ -72,17 +101,37 @@ def check_distribution(root: pathlib.Path, dist: pathlib.Path) -> list[str]:
     if not (pkg / "py.typed").is_file():
         problems.append(f"{rel}: py.typed is missing in {pkg.relative_to(root)}")
     declared = declared_names(meta)
+    allowed = ALLOWED.get(dist.name)
+    if allowed is None:
+        problems.append(
+            f"{rel}: not in the package table of tools/check_repo.py (DESIGN.md); add it to ALLOWED"
+        )
+        allowed = set()
+    forbidden = FORBIDDEN_THIRD_PARTY.get(dist.name, set())
     for py in sorted((dist / "src").rglob("*.py")):
         try:
-            imports = stemforge_imports(py)
+            imports = all_imports(py)
         except SyntaxError as err:
             problems.append(f"{py.relative_to(root)}: syntax error {err}")
             continue
         for line, mod in imports:
-            sibling = f"stemforge-{mod.split('.')[1]}"
-            if sibling != name and sibling not in declared:
+            top = mod.split(".")[0]
+            if top in forbidden:
+                problems.append(f"{py.relative_to(root)}:{line}: imports {mod}, which {name} must not use")
+            if top != "stemforge":
+                continue
+            short = mod.split(".")[1]
+            sibling = f"stemforge-{short}"
+            if short == dist.name:
+                continue
+            if sibling not in declared:
                 problems.append(
                     f"{py.relative_to(root)}:{line}: imports {mod} but {name} does not declare {sibling}"
+                )
+            elif short not in allowed:
+                problems.append(
+                    f"{py.relative_to(root)}:{line}: imports {mod}, which DESIGN.md's package table does not "
+                    f"allow {name} to use (allowed: {', '.join(sorted(allowed)) or 'no stemforge package'})"
                 )
     return problems
 

@@ -57,6 +57,27 @@ def test_declared_sibling_import_passes(repo_copy: pathlib.Path) -> None:
     assert run_check(repo_copy).returncode == 0
 
 
+def test_declared_but_disallowed_import_fails(repo_copy: pathlib.Path) -> None:
+    # Declaring a sibling is not enough: DESIGN.md's table says samplers never import a network.
+    pyproject = repo_copy / "packages/samplers/pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('"torch>=2.4",', '"torch>=2.4",\n    "stemforge-unet3d",')
+    )
+    (repo_copy / "packages/samplers/src/stemforge/samplers/_net.py").write_text("import stemforge.unet3d\n")
+    result = run_check(repo_copy)
+    assert result.returncode == 1
+    assert (
+        "_net.py:1: imports stemforge.unet3d, which DESIGN.md's package table does not allow" in result.stdout
+    )
+
+
+def test_insert_importing_the_training_stack_fails(repo_copy: pathlib.Path) -> None:
+    (repo_copy / "apps/insert/src/stemforge/insert/_train.py").write_text("import deepspeed\n")
+    result = run_check(repo_copy)
+    assert result.returncode == 1
+    assert "_train.py:1: imports deepspeed, which stemforge-insert must not use" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("path", "message"),
     [

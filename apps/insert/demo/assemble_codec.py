@@ -1,14 +1,23 @@
-"""Assemble the demonstration codec from two `stemforge-train export` folders (mel VAE, vocoder):
-a stemforge.codec.MelVAECodec with the exported weights and a scale factor of 1 / std of its
-latents over the training corpus (MSG-LD's scale factor).
+"""Assemble a demonstration codec from `stemforge-train export` folders, with a scale factor of
+1 / std of its latents over the training corpus (MSG-LD's scale factor).
 
-    python apps/insert/demo/assemble_codec.py runs/insert-demo/mel-vae-export runs/insert-demo/vocoder-export \
+Two kinds:
+
+- the mel path: a stemforge.codec.MelVAECodec from a mel VAE export and a vocoder export;
+- the waveform path (the shipped demonstration codec): a stemforge.codec.WaveformCodec from one
+  waveform autoencoder export, presented in the (C, T, F) layout of the 3D U-Net with
+  ``--latent-freq`` (16 latent channels as 4 x 4).
+
+    python apps/insert/demo/assemble_codec.py mel runs/insert-demo/mel-vae-export runs/insert-demo/vocoder-export \
         --corpus runs/insert-demo/corpus --out runs/insert-demo/codec
+    python apps/insert/demo/assemble_codec.py waveform runs/audio-demo/codec-ae-export \
+        --latent-freq 4 --corpus runs/audio-demo/corpus --out runs/audio-demo/codec
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,34 +26,63 @@ from safetensors.torch import load_file
 
 from stemforge.codec import (
     AutoencoderKLConfig,
+    Codec,
     HiFiGANConfig,
     MelConfig,
     MelVAECodec,
     MelVAECodecConfig,
+    WaveformAutoencoderConfig,
+    WaveformCodec,
     estimate_scale_factor,
     save_codec,
 )
 from stemforge.data import SlakhDataset
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("vae", type=Path)
-    parser.add_argument("vocoder", type=Path)
-    parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--stems", default="soprano,alto,tenor,bass")
-    args = parser.parse_args()
-    vae_cfg = json.loads((args.vae / "config.json").read_text())
-    voc_cfg = json.loads((args.vocoder / "config.json").read_text())
+def mel_codec(vae: Path, vocoder: Path) -> Codec:
+    vae_cfg = json.loads((vae / "config.json").read_text())
+    voc_cfg = json.loads((vocoder / "config.json").read_text())
     config = MelVAECodecConfig(
         MelConfig(**vae_cfg["mel_config"]),
         AutoencoderKLConfig.from_dict(vae_cfg["model_config"]),
         HiFiGANConfig.from_dict(voc_cfg["model_config"]),
     )
     codec = MelVAECodec(config)
-    codec.vae.load_state_dict(load_file(args.vae / "model.safetensors"), strict=True)
-    codec.vocoder.load_state_dict(load_file(args.vocoder / "model.safetensors"), strict=True)
+    codec.vae.load_state_dict(load_file(vae / "model.safetensors"), strict=True)
+    codec.vocoder.load_state_dict(load_file(vocoder / "model.safetensors"), strict=True)
+    return codec
+
+
+def waveform_codec(export: Path, latent_freq: int) -> Codec:
+    config = WaveformAutoencoderConfig.from_dict(
+        json.loads((export / "config.json").read_text())["model_config"]
+    )
+    codec = WaveformCodec(dataclasses.replace(config, latent_freq=latent_freq))
+    codec.autoencoder.load_state_dict(load_file(export / "model.safetensors"), strict=True)
+    return codec
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="kind", required=True)
+    mel = sub.add_parser("mel", help="mel VAE + HiFi-GAN vocoder")
+    mel.add_argument("vae", type=Path)
+    mel.add_argument("vocoder", type=Path)
+    wave = sub.add_parser("waveform", help="waveform autoencoder")
+    wave.add_argument("export", type=Path)
+    wave.add_argument("--latent-freq", type=int, default=4)
+    for command in (mel, wave):
+        command.add_argument("--corpus", type=Path, required=True)
+        command.add_argument("--out", type=Path, required=True)
+        command.add_argument("--stems", default="soprano,alto,tenor,bass")
+    args = parser.parse_args()
+    codec = (
+        mel_codec(args.vae, args.vocoder)
+        if args.kind == "mel"
+        else waveform_codec(args.export, args.latent_freq)
+    )
     codec.eval()
     data = SlakhDataset(
         args.corpus,

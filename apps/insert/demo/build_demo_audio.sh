@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Rebuild stemforge-insert's embedded demonstration audio model (a tiny MSG-LD on a tiny mel VAE codec)
-# from the embedded JSB chorales rendered with the TimGM6mb SoundFont. Run from the repository root:
-#   bash apps/insert/demo/build_demo_audio.sh
-# CPU only; every step is stemforge-train (render, fit, export, cache) except the codec assembly.
+# Rebuild stemforge-insert's embedded demonstration audio model: a tiny MSG-LD over the latents of a
+# waveform autoencoder (Pasini et al.'s codec), both trained by stemforge-train on JSB chorales
+# rendered with distinct General MIDI programs (piano, steel guitar, strings, electric bass). Run from
+# the repository root: bash apps/insert/demo/build_demo_audio.sh (CPU; about two hours on two cores).
+#
+# The codec trains in two stages: the whole autoencoder, then (while the LDM trains on the first
+# stage's latents) the decoder alone with the encoder frozen, so the latent space does not move.
 set -euo pipefail
-R=runs/insert-demo
+R=runs/audio-demo
 D=apps/insert/demo
-stemforge-train data render --source jsb --split train --limit 16 --out $R/corpus
-stemforge-train data render --source jsb --split valid --limit 1 --out $R/corpus
-stemforge-train fit $D/demo-mel-vae.yaml "$@"
-stemforge-train fit $D/demo-vocoder.yaml "$@"
-stemforge-train export $R/mel-vae $R/mel-vae-export
-stemforge-train export $R/vocoder $R/vocoder-export
-python $D/assemble_codec.py $R/mel-vae-export $R/vocoder-export --corpus $R/corpus --out $R/codec
+P=soprano=0,alto=25,tenor=48,bass=33
+export OMP_NUM_THREADS=1
+stemforge-train data render --source jsb --split train --limit 64 --programs $P --out $R/corpus
+stemforge-train data render --source jsb --split valid --limit 4 --programs $P --out $R/corpus
+stemforge-train data render --source jsb --split test --limit 16 --programs $P --out $R/corpus
+stemforge-train fit $D/demo-waveform-ae.yaml "$@"                       # stage 1 (stopped at step 1100)
+stemforge-train export $R/codec-ae $R/codec-ae-export
+python $D/assemble_codec.py waveform $R/codec-ae-export --latent-freq 4 --corpus $R/corpus --out $R/codec
+stemforge-train fit $D/demo-waveform-ae-decoder.yaml &                   # stage 2, beside the LDM
 stemforge-train cache $D/demo-ldm.yaml --codec $R/codec --out $R/latents
-stemforge-train fit $D/demo-ldm.yaml "$@"
-stemforge-train export $R/ldm $R/ldm-export
-python $D/package_demo.py $R/ldm-export $R/codec --out apps/insert/src/stemforge/insert/checkpoints/demo-audio
+stemforge-train fit $D/demo-ldm.yaml
+wait
+stemforge-train export $R/codec-decoder $R/codec-decoder-export
+python $D/assemble_codec.py waveform $R/codec-decoder-export --latent-freq 4 --corpus $R/corpus --out $R/codec-final
+stemforge-train export $R/ldm $R/ldm-export --dtype float16
+python $D/package_demo.py $R/ldm-export $R/codec-final --out apps/insert/src/stemforge/insert/checkpoints/demo-audio

@@ -1,39 +1,45 @@
-"""Copy an exported LDM and its codec into the app as the embedded demonstration checkpoint, with a
-label that says what it is.
+"""Write an exported LDM and its codec into the app as the embedded demonstration pipeline folder
+(stemforge-pipelines format, U-Net stored as float16), with a label that says what it is.
 
-    python apps/insert/demo/package_demo.py runs/insert-demo/ldm-export runs/insert-demo/codec \
+    python apps/insert/demo/package_demo.py runs/audio-demo/ldm-export runs/audio-demo/codec-final \
         --out apps/insert/src/stemforge/insert/checkpoints/demo-audio
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
 
+import torch
+
+from stemforge.pipelines import MultiTrackPipeline
+
+LABEL = (
+    "the demonstration audio model (a tiny MSG-LD and waveform codec trained on CPU on 64 JSB chorales "
+    "rendered as piano, steel guitar, strings and electric bass)"
+)
+
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("ldm", type=Path)
     parser.add_argument("codec", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--segment-seconds", type=float, default=1.28)
     args = parser.parse_args()
-    config = json.loads((args.ldm / "config.json").read_text())
-    config["label"] = "the demonstration audio model (tiny, trained minutes on CPU on 16 rendered chorales)"
-    config["segment_seconds"] = args.segment_seconds
-    config["codec"] = "codec"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent))
-    shutil.copy(args.ldm / "model.safetensors", tmp / "model.safetensors")
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    shutil.copytree(args.codec, tmp / "codec")
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    tmp.rename(args.out)
-    print(f"demonstration checkpoint written to {args.out}")
+    with tempfile.TemporaryDirectory() as tmp:
+        export = Path(tmp) / "export"
+        shutil.copytree(args.ldm, export)
+        shutil.copytree(args.codec, export / "codec")
+        pipe = MultiTrackPipeline.from_pretrained(export)
+        pipe = dataclasses.replace(pipe, label=LABEL, segment_seconds=args.segment_seconds, path=args.out)
+        pipe.save_pretrained(args.out, dtype=torch.float16)
+    print(f"demonstration pipeline written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ from stemforge.insert.embedded import demo_audio_checkpoint
 ROOT = Path(__file__).resolve().parents[3]
 CHORALE = ROOT / "tests" / "fixtures" / "audio" / "chorale_16k"
 STEMS = ("soprano", "alto", "tenor", "bass")
-FAST = ("--steps", "2", "--batch-size", "4", "--quiet")
+#: One or two sampling steps of a small model give exploding latents, which the output checks
+#: refuse; these plumbing tests pass --allow-degenerate (test_insert_audio_sound checks real sound).
+FAST = ("--steps", "2", "--batch-size", "4", "--quiet", "--allow-degenerate")
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -88,8 +90,14 @@ def test_generate_is_seeded_and_mixes_its_stems(tmp_path, capsys):
         assert outs[0][stem].shape == (12000,)
         np.testing.assert_array_equal(outs[0][stem], outs[1][stem])
     assert any(not np.array_equal(outs[0][s], outs[2][s]) for s in STEMS)
+    # mix.wav is the sum of the stems, scaled by the gain mix.json records when the sum would clip.
+    info = json.loads((tmp_path / "a" / "mix.json").read_text())
     total = sum(outs[0][s] for s in STEMS)
-    np.testing.assert_allclose(outs[0]["mix"], np.clip(total, -1, 1), atol=1e-5)
+    # (A two-step sample clips; a stem file holds at most full scale, so compare where none clipped.)
+    unclipped = np.all([np.abs(outs[0][s]) < 0.999 for s in STEMS], axis=0)
+    assert unclipped.mean() > 0.5
+    expected = total * 10 ** (info["gain_db"] / 20)
+    np.testing.assert_allclose(outs[0]["mix"][unclipped], expected[unclipped], atol=1e-3)
 
 
 def test_arrange_keeps_given_stems_and_writes_the_missing_ones(tmp_path, capsys):
@@ -98,7 +106,7 @@ def test_arrange_keeps_given_stems_and_writes_the_missing_ones(tmp_path, capsys)
     out = tmp_path / "arr"
     rc, _, _ = run(capsys, "arrange", "--given", f"bass={bass},soprano={soprano}", "--out", str(out))
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == ["alto.wav", "mix.wav", "tenor.wav"]
+    assert sorted(p.name for p in out.iterdir()) == ["alto.wav", "mix.json", "mix.wav", "tenor.wav"]
     assert sf.info(str(out / "alto.wav")).frames == 32000
 
 
@@ -130,7 +138,7 @@ def test_audio_insertion_and_accompaniment_with_style(tmp_path, capsys):
     )
     assert rc == 0
     for folder in ("ins", "acc"):
-        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == ["bass.wav", "mix.wav"]
+        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == ["bass.wav", "mix.json", "mix.wav"]
         assert sf.info(str(tmp_path / folder / "bass.wav")).samplerate == 44100
 
 
@@ -169,9 +177,9 @@ def _corrupt(tmp_path: Path) -> Path:
 def _other_rate_checkpoint(tmp_path: Path) -> Path:
     ckpt = tmp_path / "ckpt44k"
     shutil.copytree(demo_audio_checkpoint(), ckpt)
-    config = json.loads((ckpt / "config.json").read_text())
-    config["sample_rate"] = 44100
-    (ckpt / "config.json").write_text(json.dumps(config))
+    manifest = json.loads((ckpt / "pipeline.json").read_text())
+    manifest["sample_rate"] = 44100
+    (ckpt / "pipeline.json").write_text(json.dumps(manifest))
     return ckpt
 
 

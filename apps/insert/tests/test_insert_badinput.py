@@ -73,6 +73,19 @@ def corrupt(folder: Path) -> Path:
 def retrained(folder: Path, source: Path, name: str, edit: Callable[[dict], None]) -> Path:
     ckpt = folder / name
     shutil.copytree(source, ckpt)
+    if (ckpt / "pipeline.json").is_file():  # a stemforge-pipelines folder: the same edit, its files
+        manifest = json.loads((ckpt / "pipeline.json").read_text())
+        unet = json.loads((ckpt / "unet" / "config.json").read_text())
+        config = {
+            "stem_names": manifest["stems"],
+            "sample_rate": manifest["sample_rate"],
+            "model_config": unet,
+        }
+        edit(config)
+        manifest["stems"], manifest["sample_rate"] = config["stem_names"], config["sample_rate"]
+        (ckpt / "pipeline.json").write_text(json.dumps(manifest))
+        (ckpt / "unet" / "config.json").write_text(json.dumps(config["model_config"]))
+        return ckpt
     config = json.loads((ckpt / "config.json").read_text())
     edit(config)
     (ckpt / "config.json").write_text(json.dumps(config))
@@ -210,10 +223,22 @@ def test_overwrite_replaces_only_the_outputs(tmp_path, capsys, files):
     (out / "notes.txt").write_text("kept\n")
     (out / "bass.wav").write_bytes(b"an earlier result")
     rc = main(
-        ["audio", files["mix"], "--stem", "bass", "--steps", "1", "--quiet", "--overwrite", "--out", str(out)]
+        [
+            "audio",
+            files["mix"],
+            "--stem",
+            "bass",
+            "--steps",
+            "1",
+            "--quiet",
+            "--overwrite",
+            "--allow-degenerate",
+            "--out",
+            str(out),
+        ]
     )
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == ["bass.wav", "mix.wav", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["bass.wav", "mix.json", "mix.wav", "notes.txt"]
     assert (out / "notes.txt").read_text() == "kept\n"
     assert sf.info(str(out / "bass.wav")).frames == 16000
 

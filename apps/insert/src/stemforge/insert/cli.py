@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stemforge.insert.errors import InsertError
+from stemforge.pipelines import PipelineError
 
 PROG = "stemforge-insert"
 
@@ -39,11 +40,11 @@ def _device(name: str):
 
 
 def _audio_model(args: argparse.Namespace):
-    from stemforge.insert.audio_checkpoint import load_audio_model
     from stemforge.insert.embedded import demo_audio_checkpoint
+    from stemforge.pipelines import MultiTrackPipeline
 
     path = Path(args.checkpoint) if args.checkpoint else demo_audio_checkpoint()
-    model = load_audio_model(path, _device(args.device))
+    model = MultiTrackPipeline.from_pretrained(path, _device(args.device))
     if not args.checkpoint and not args.quiet:
         print(
             f"{PROG}: using {model.label} (a demonstration model; pass --checkpoint for a real one)",
@@ -54,8 +55,8 @@ def _audio_model(args: argparse.Namespace):
 
 def _options(args: argparse.Namespace):
     from stemforge.insert.audio_commands import InputOptions
-    from stemforge.insert.audio_pipeline import ChunkOptions
-    from stemforge.insert.sampling import SamplingOptions
+    from stemforge.pipelines.chunked import ChunkOptions
+    from stemforge.pipelines.sampling import SamplingOptions
 
     sampling = SamplingOptions(steps=args.steps, sampler=args.sampler, eta=args.eta, seed=args.seed)
     chunking = ChunkOptions(
@@ -80,6 +81,7 @@ def _run_audio_command(
     """
     from stemforge.insert.outputs import refuse_existing
     from stemforge.insert.progress import Reporter
+    from stemforge.pipelines.chunked import OutputChecks
 
     sampling, chunking, inputs = _options(args)
     model = _audio_model(args)
@@ -87,9 +89,23 @@ def _run_audio_command(
     refuse_existing([Path(args.out) / name for name in outputs(model)], overwrite=args.overwrite)
     if takes_inputs:
         options["inputs"] = inputs
+    options["checks"] = OutputChecks(allow_degenerate=args.allow_degenerate)
     with Reporter(not args.quiet) as reporter:
         paths = run(model, *positional, sampling=sampling, chunking=chunking, reporter=reporter, **options)
     _report(paths)
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from stemforge.pipelines import MultiTrackPipeline
+
+    out = Path(args.out)
+    if out.exists() and not (out / "pipeline.json").is_file():
+        raise InsertError(f"--out {out}: exists and is not a pipeline folder; choose a new folder")
+    if out.exists() and not args.overwrite:
+        raise InsertError(f"--out {out}: already holds a pipeline; pass --overwrite to replace it")
+    pipe = MultiTrackPipeline.from_pretrained(Path(args.checkpoint))
+    _report([pipe.save_pretrained(out)])
     return 0
 
 
@@ -114,7 +130,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         args,
         run_generate,
         Path(args.out),
-        outputs=lambda model: [*(f"{s}.wav" for s in model.stems), "mix.wav"],
+        outputs=lambda model: [*(f"{s}.wav" for s in model.stems), "mix.wav", "mix.json"],
         takes_inputs=False,
         seconds=args.seconds,
         sample_rate=args.sample_rate,
@@ -131,7 +147,7 @@ def _cmd_arrange(args: argparse.Namespace) -> int:
         run_arrange,
         given,
         Path(args.out),
-        outputs=lambda model: [*(f"{s}.wav" for s in model.stems if s not in given), "mix.wav"],
+        outputs=lambda model: [*(f"{s}.wav" for s in model.stems if s not in given), "mix.wav", "mix.json"],
         independent_chunks=args.independent_chunks,
     )
 
@@ -145,7 +161,7 @@ def _cmd_audio(args: argparse.Namespace) -> int:
         Path(args.mix),
         args.stem,
         Path(args.out),
-        outputs=lambda model: [f"{args.stem}.wav", "mix.wav"],
+        outputs=lambda model: [f"{args.stem}.wav", "mix.wav", "mix.json"],
         instruction=args.instruction,
         guidance=args.guidance,
     )
@@ -160,7 +176,7 @@ def _cmd_accompany(args: argparse.Namespace) -> int:
         Path(args.mix),
         args.stem,
         Path(args.out),
-        outputs=lambda model: [f"{args.stem}.wav", "mix.wav"],
+        outputs=lambda model: [f"{args.stem}.wav", "mix.wav", "mix.json"],
         style=Path(args.style) if args.style else None,
         style_strength=args.style_strength,
         guidance=args.guidance,
@@ -202,6 +218,7 @@ def _cmd_midi(args: argparse.Namespace) -> int:
             preview_rate=args.preview_rate,
             png=not args.no_png,
             reporter=reporter,
+            voice_map=args.map,
         )
     _report(paths)
     return 0
@@ -244,6 +261,12 @@ def _common(p: argparse.ArgumentParser, *, audio: bool = True) -> None:
     )
     p.add_argument("--max-seconds", type=float, default=600.0, help="refuse longer inputs (default 600)")
     p.add_argument("--downmix", action="store_true", help="average the channels of a stereo input")
+    p.add_argument(
+        "--allow-degenerate",
+        action="store_true",
+        help="write outputs that fail the checks (NaN, DC, constant, clipped, silent from an audible "
+        "input) with a warning instead of stopping with an error",
+    )
 
 
 def _continuation(p: argparse.ArgumentParser) -> None:
@@ -283,11 +306,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not forbid parallel fifths/octaves against the given voices while decoding",
     )
+    p.add_argument(
+        "--map",
+        default=None,
+        metavar="VOICE=TRACK,...",
+        help="which track plays which voice, by track name or #index (e.g. soprano=Flute,bass=#3); "
+        "default: by track name, then General MIDI family, then register (the command lists its choices)",
+    )
     p.add_argument("--no-preview", action="store_true", help="do not render OUT.wav")
     p.add_argument("--preview-rate", type=int, default=22050, help="preview sample rate (default 22050)")
     p.add_argument("--no-png", action="store_true", help="do not draw OUT.png")
     _common(p, audio=False)
     p.set_defaults(func=_cmd_midi)
+
+    p = sub.add_parser(
+        "convert", help="write an audio model (a stemforge-train export or a pipeline) as a pipeline folder"
+    )
+    p.add_argument("checkpoint", help="the model folder to convert")
+    p.add_argument("--out", required=True, help="the pipeline folder to write (pipeline.json + components)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it is a pipeline folder already"
+    )
+    p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("separate", help="separate a mixture into the model's stems")
     p.add_argument("mix", help="mixture audio file (WAV, FLAC, OGG), any length and rate")
@@ -339,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except InsertError as err:
+    except PipelineError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

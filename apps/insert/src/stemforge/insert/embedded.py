@@ -24,7 +24,7 @@ def jsb_checkpoint() -> Path:
 
 
 def demo_audio_checkpoint() -> Path:
-    """A tiny demonstration LDM + mel VAE codec trained on rendered chorales (not a real model)."""
+    """The demonstration audio pipeline: a tiny MSG-LD on a waveform codec, trained on rendered chorales."""
     return _bundled("checkpoints", "demo-audio")
 
 

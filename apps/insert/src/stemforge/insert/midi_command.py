@@ -47,12 +47,15 @@ def insert_midi_stems(
     preview_rate: int = 22050,
     png: bool = True,
     reporter: Reporter | None = None,
+    voice_map: str | None = None,
 ) -> list[Path]:
     """Insert ``stems`` into ``song_path``; write ``out`` (.mid), ``out``.wav and ``out``.png.
 
     ``order="confidence"`` (default) reveals the most probable draws first (MaskGIT); ``"random"``
     with one token per call (``steps=None``) samples the model's joint exactly. ``no_parallels``
     (default) forbids parallel fifths and octaves against the known voices while decoding.
+    ``voice_map`` (``"soprano=Flute,bass=#3"``) says which track plays which voice; without it the
+    tracks are matched by name, General MIDI family or register, and the command says how.
     """
     import torch
 
@@ -70,7 +73,17 @@ def insert_midi_stems(
     if temperature <= 0:
         raise InsertError(f"--temperature {temperature}: must be > 0")
     targets = model.check_stems(stems)
-    song = read_song(song_path, model.stems)
+    mapping = None
+    if voice_map is not None:
+        from stemforge.midi import MidiError, parse_voice_map
+
+        try:
+            mapping = parse_voice_map(voice_map)
+        except MidiError as err:
+            raise InsertError(str(err)) from err
+    song = read_song(song_path, model.stems, targets=list(stems), voice_map=mapping)
+    for line in song.notes:
+        reporter.note(f"note: {song_path.name}: {line}")
     check_context(song_path, song, model.stems, targets)
     cond = None
     if instruction and model.text_dim:

@@ -17,7 +17,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
@@ -25,7 +25,7 @@ from torch import Tensor
 from stemforge.insert.errors import InsertError
 
 if TYPE_CHECKING:
-    from stemforge.train.tasks.midi import VoiceInsertionModel
+    pass
 
 #: Steps per quarter note of the symbolic models (16th notes).
 STEPS_PER_QUARTER = 4
@@ -62,13 +62,19 @@ def load_midi_model(path: Path) -> MidiModel:
     import json
 
     from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
-    from stemforge.train.checkpoint import CheckpointError, load_exported
+    from stemforge.pipelines.voice_model import VoiceInsertionModel
 
     path = Path(path)
     if not path.is_dir():
         raise InsertError(
             f"--checkpoint {path}: no such folder; give a folder written by `stemforge-train export`"
+        )
+    if (path / "pipeline.json").is_file():
+        raise InsertError(
+            f"--checkpoint {path}: holds an audio pipeline, not a MIDI insertion model (task 'midi'); "
+            "the audio commands take audio checkpoints"
         )
     config_path = path / "config.json"
     try:
@@ -83,13 +89,16 @@ def load_midi_model(path: Path) -> MidiModel:
             f"--checkpoint {path}: holds a {task!r} model, not a MIDI insertion model (task 'midi'); "
             "the audio commands take audio checkpoints"
         )
+    # The network is rebuilt from its JSON config through a known class (never a class path read
+    # from the file); float16-stored weights load into its float32 parameters.
     try:
-        model, config = load_exported(path)
-    except (CheckpointError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
+        model = VoiceInsertionModel.from_config(config["model_config"])
+        model.load_state_dict(load_file(path / "model.safetensors"), strict=True)
+    except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError, FileNotFoundError) as err:
         raise InsertError(
             f"--checkpoint {path}: the model does not load ({type(err).__name__}: {err})"
         ) from err
-    unet_config = cast("VoiceInsertionModel", model).unet.config
+    unet_config = model.unet.config
     return MidiModel(
         path=path,
         model=model.eval().requires_grad_(False),
@@ -111,8 +120,8 @@ def _text_encoder() -> Any:
 
 def instruction_cond(model: MidiModel, instruction: str, batch: int) -> dict[str, Tensor]:
     """The model's condition for a text instruction: the MiniLM pooled sentence vector, as in
-    training (``stemforge.train.tasks.midi.text_cond``), repeated over ``batch`` rows."""
-    from stemforge.train.tasks.midi import text_cond
+    training (``stemforge.pipelines.voice_model.text_cond``), repeated over ``batch`` rows."""
+    from stemforge.pipelines.voice_model import text_cond
 
     if not model.text_dim:
         raise InsertError(f"the MIDI model {model.label} has no text conditioning; leave out --instruction")
@@ -137,11 +146,24 @@ class MidiSong:
     """(T + 1,) step boundaries in seconds."""
     programs: dict[str, int]
     track_of: dict[str, int]
+    notes: tuple[str, ...] = ()
+    """What the reading did that a user should know: tracks matched by family or register,
+    polyphonic tracks reduced to one voice, tracks dropped."""
 
 
-def read_song(path: Path, stems: Sequence[str]) -> MidiSong:
-    """Read ``path`` and match its tracks to ``stems`` by track name (case-insensitive)."""
-    from stemforge.midi import MidiError, load_midi, midi_to_roll, roll_to_voices
+def read_song(
+    path: Path,
+    stems: Sequence[str],
+    *,
+    targets: Sequence[str] = (),
+    voice_map: dict[str, str] | None = None,
+) -> MidiSong:
+    """Read ``path`` and match its tracks to ``stems`` (:func:`stemforge.midi.map_tracks_to_voices`:
+    ``voice_map``, then track names, General MIDI families and registers; the ``targets`` about to
+    be generated are matched only through ``voice_map`` or their name). Chords of a matched track
+    are reduced to one voice (the bottom note for a bass, the top note otherwise); ``notes`` says
+    what was matched, reduced and dropped."""
+    from stemforge.midi import MidiError, load_midi, map_tracks_to_voices, midi_to_roll, roll_to_voices
 
     path = Path(path)
     if path.is_dir():
@@ -149,24 +171,40 @@ def read_song(path: Path, stems: Sequence[str]) -> MidiSong:
     try:
         midi = load_midi(path)
         roll = midi_to_roll(midi, steps_per_quarter=STEPS_PER_QUARTER)
+        named = {inst.name.strip().lower() for inst in midi.instruments}
+        skip = [t for t in targets if t.lower() not in named]
+        mapping = map_tracks_to_voices(midi, stems, explicit=voice_map, skip=skip, source=f"MIDI {path}")
     except MidiError as err:
-        raise InsertError(f"MIDI {err}") from err
-    names = [inst.name.strip().lower() for inst in midi.instruments]
-    track_of: dict[str, int] = {}
-    for stem in stems:
-        if stem.lower() in names:
-            track_of[stem] = names.index(stem.lower())
-    roll_index = {name.lower(): i for i, name in enumerate(roll.stems)}
+        message = str(err)
+        raise InsertError(message if message.startswith("MIDI") else f"MIDI {message}") from err
+    track_of = dict(mapping.tracks)
+    notes: list[str] = []
+    automatic = any(how != "track name" for how in mapping.how.values())
+    if automatic or mapping.dropped:
+        notes += mapping.describe(midi)
     t = roll.num_steps
     tokens = torch.full((len(stems), t), 128, dtype=torch.long)
     for s, stem in enumerate(stems):
         if stem in track_of:
-            i = roll_index.get(stem.lower())
-            if i is None:  # duplicated names get suffixes in the roll; take the first track
-                i = next(k for k, n in enumerate(roll.stems) if n.lower().startswith(stem.lower()))
-            tokens[s] = roll_to_voices(roll.sustain[i : i + 1], polyphony="highest")[0]
+            i = track_of[stem]
+            chords = float((roll.sustain[i].sum(-1) > 1).float().mean())
+            rule = "lowest" if stem.lower() == "bass" else "highest"
+            tokens[s] = roll_to_voices(roll.sustain[i : i + 1], polyphony=rule)[0]
+            if chords > 0:
+                notes.append(
+                    f"{stem}: track #{i} plays chords on {100 * chords:.0f} % of its steps; reduced to its "
+                    f"{rule} note at each step"
+                )
     programs = {stem: int(midi.instruments[i].program) for stem, i in track_of.items()}
-    return MidiSong(midi, tokens, tuple(s in track_of for s in stems), roll.times.float(), programs, track_of)
+    return MidiSong(
+        midi,
+        tokens,
+        tuple(s in track_of for s in stems),
+        roll.times.float(),
+        programs,
+        track_of,
+        tuple(notes),
+    )
 
 
 def check_context(song_path: Path, song: MidiSong, stems: Sequence[str], targets: Sequence[int]) -> None:
@@ -175,9 +213,10 @@ def check_context(song_path: Path, song: MidiSong, stems: Sequence[str], targets
     if not context:
         others = [stems[s] for s in range(len(stems)) if s not in targets]
         raise InsertError(
-            f"MIDI {song_path}: has no track named {', '.join(others) or '(none)'}, so there is no context to insert "
-            f"{', '.join(stems[s] for s in targets)} into; name the tracks after the stems "
-            f"({', '.join(stems)}) or give a file with those parts"
+            f"MIDI {song_path}: no track can play {', '.join(others) or '(none)'} (none is named so, none is of "
+            f"that General MIDI family, no pitched track is left for a register), so there is no context to insert "
+            f"{', '.join(stems[s] for s in targets)} into; say which track plays which voice with "
+            f"--map VOICE=TRACK (a track name or #index), or give a file with those parts"
         )
 
 

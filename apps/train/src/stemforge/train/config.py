@@ -73,6 +73,9 @@ class RunConfig:
     progress: bool = True
     fixed_batch: bool = False
     """Train on the first batch only (overfit check)."""
+    init_from: str | None = None
+    """A `stemforge-train export` folder whose weights start the run (fresh optimiser and warm-up);
+    a resumed run continues from its own checkpoint instead."""
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,30 @@ def _validate(
     return float(mean), means
 
 
+def init_from_export(module: nn.Module, folder: Path) -> None:
+    """Load ``folder/model.safetensors`` (a `stemforge-train export`, any storage dtype) into ``module``,
+    strictly: every key present and of the same shape, or a clear error before training starts."""
+    from safetensors.torch import load_file
+
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise ValueError(
+            f"run.init_from {folder}: no model.safetensors there; give a folder written by `stemforge-train export`"
+        )
+    state = load_file(weights)
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"run.init_from {weights}: does not fit this config's model (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}, other shapes {mismatched[:3]}); export it from a run of the same model config"
+        )
+    with torch.no_grad():
+        for key, value in own.items():
+            value.copy_(state[key].to(value.dtype))
+
+
 def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None) -> FitResult:
     """Train ``config`` from scratch, or resume from the newest checkpoint in ``run.out_dir``."""
     run, optim = config.run, config.optim
@@ -229,14 +253,19 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
     fabric.launch()
     rank0 = fabric.global_rank == 0
     if fabric.device.type == "cpu":
-        # Each local rank gets its share of the cores (torch would give every process all of them).
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, config.dist.devices)))
+        # Each local rank gets its share of the cores (torch would give every process all of them),
+        # and no more than OMP_NUM_THREADS when that is set (a run that leaves cores to other work).
+        share = max(1, (os.cpu_count() or 1) // max(1, config.dist.devices))
+        limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+        torch.set_num_threads(min(share, int(limit)) if limit.isdigit() and int(limit) > 0 else share)
 
     # Identical initial weights on every rank; per-step seeds take over in the loop.
     fabric.seed_everything(run.seed, workers=True, verbose=False)
     task = build_task(config)
     with fabric.init_module():
         raw_model = task.build_model()
+    if run.init_from:
+        init_from_export(export_module(task, raw_model), Path(run.init_from))
     if config.dist.activation_checkpointing:
         # stemforge-unet3d's activation checkpointing (recompute each block in the backward pass).
         target = getattr(raw_model, "unet", raw_model)

@@ -4,6 +4,7 @@ from stemforge.codec.__about__ import __version__
 from stemforge.codec.autoencoder_kl import AutoencoderKL, AutoencoderKLConfig, DiagonalGaussian
 from stemforge.codec.base import Codec
 from stemforge.codec.checkpoint import codec_from_config, load_codec, save_codec
+from stemforge.codec.checks import DegenerateAudioError, audio_problems, check_audio
 from stemforge.codec.chunked import chunk_bounds, overlap_add
 from stemforge.codec.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from stemforge.codec.hifigan import HiFiGAN, HiFiGANConfig
@@ -33,6 +34,7 @@ __all__ = [
     "AutoencoderKL",
     "AutoencoderKLConfig",
     "Codec",
+    "DegenerateAudioError",
     "DiagonalGaussian",
     "HiFiGAN",
     "HiFiGANConfig",
@@ -46,6 +48,8 @@ __all__ = [
     "WaveformAutoencoderConfig",
     "WaveformCodec",
     "__version__",
+    "audio_problems",
+    "check_audio",
     "chunk_bounds",
     "codec_from_config",
     "discriminator_adversarial_loss",

@@ -14,6 +14,7 @@ from stemforge.midi.io import MidiError, check_midi, load_midi, write_midi
 from stemforge.midi.jsb import JSB_PROGRAMS, JSB_SPLITS, JSB_STEMS, jsb_midi, load_jsb, load_jsb_splits
 from stemforge.midi.music21_corpus import iter_music21_corpus, music21_corpus_paths, music21_to_midi
 from stemforge.midi.roll import MAX_STEPS, PianoRoll, TempoMap, midi_to_roll, notes_on_grid, roll_to_midi
+from stemforge.midi.voice_map import REGISTER_VOICES, VoiceMapping, map_tracks_to_voices, parse_voice_map
 from stemforge.midi.voices import NUM_CLASSES, REST, roll_to_voices, voices_to_midi, voices_to_roll
 
 __all__ = [
@@ -25,11 +26,13 @@ __all__ = [
     "JSB_STEMS",
     "MAX_STEPS",
     "NUM_CLASSES",
+    "REGISTER_VOICES",
     "REST",
     "MidiError",
     "PianoRoll",
     "StemMap",
     "TempoMap",
+    "VoiceMapping",
     "__version__",
     "check_midi",
     "family_programs",
@@ -40,10 +43,12 @@ __all__ = [
     "load_jsb",
     "load_jsb_splits",
     "load_midi",
+    "map_tracks_to_voices",
     "midi_to_roll",
     "music21_corpus_paths",
     "music21_to_midi",
     "notes_on_grid",
+    "parse_voice_map",
     "roll_to_midi",
     "roll_to_voices",
     "voices_to_midi",

@@ -70,7 +70,8 @@ def voices_to_midi(
 
 
 def roll_to_voices(sustain: torch.Tensor, *, polyphony: str = "error", name: str = "roll") -> torch.Tensor:
-    """(S, T, 128) sustain roll -> (S, T) tokens. ``polyphony``: "error" or "highest" (keep the top note)."""
+    """(S, T, 128) sustain roll -> (S, T) tokens. ``polyphony``: "error", "highest" (keep the top
+    note of a chord) or "lowest" (keep its bottom note, the reduction of a bass part)."""
     if sustain.dim() != 3 or sustain.shape[-1] != 128:
         raise ValueError(f"{name}: expected (S, T, 128), got {tuple(sustain.shape)}")
     active = sustain.bool()
@@ -81,9 +82,12 @@ def roll_to_voices(sustain: torch.Tensor, *, polyphony: str = "error", name: str
             f"{name}: stem {s} plays {int(counts[s, t])} notes at step {t}; categorical voices are "
             "monophonic (pass polyphony='highest' to keep the top note)"
         )
-    if polyphony not in ("error", "highest"):
-        raise ValueError(f"polyphony={polyphony!r}; use 'error' or 'highest'")
+    if polyphony not in ("error", "highest", "lowest"):
+        raise ValueError(f"polyphony={polyphony!r}; use 'error', 'highest' or 'lowest'")
     pitches = torch.arange(128)
+    if polyphony == "lowest":
+        bottom = torch.where(active, pitches, 128).amin(-1)
+        return torch.where(bottom < 128, bottom, torch.full_like(bottom, REST))
     top = torch.where(active, pitches, -1).amax(-1)
     return torch.where(top >= 0, top, torch.full_like(top, REST))
 

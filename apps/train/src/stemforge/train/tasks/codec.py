@@ -48,6 +48,11 @@ class CodecTask:
         self.stem_names = tuple(self.data.get("stems", ("bass", "drums", "guitar", "piano")))
         model = dict(config.model)
         self._read_adversarial(model, config)
+        self.freeze_encoder = model.pop("freeze_encoder", False)
+        if not isinstance(self.freeze_encoder, bool):
+            raise ConfigError(f"model.freeze_encoder must be true or false, got {self.freeze_encoder!r}")
+        if self.freeze_encoder and self.kind != "waveform_ae":
+            raise ConfigError("model.freeze_encoder is for the waveform_ae task; remove the key")
         if self.kind == "waveform_ae":
             self.model_config = _model_config(WaveformAutoencoderConfig, model)
             self.sample_rate = self.model_config.sample_rate
@@ -67,6 +72,11 @@ class CodecTask:
         samples = round(seconds * self.sample_rate)
         self.segment_samples = max(self.multiple, samples - samples % self.multiple)
         self.kl_weight = float(self.data.get("kl_weight", 1e-6))
+        self.tone_fraction = float(self.data.get("tone_fraction", 0.0))
+        if not 0.0 <= self.tone_fraction < 1.0:
+            raise ConfigError(f"data.tone_fraction must be in [0, 1), got {self.tone_fraction!r}")
+        if self.tone_fraction and self.kind != "waveform_ae":
+            raise ConfigError("data.tone_fraction is for the waveform_ae task; remove it from this config")
         self._mel: nn.Module | None = None
 
     def _read_adversarial(self, model: dict[str, Any], config: TrainConfig) -> None:
@@ -123,6 +133,11 @@ class CodecTask:
             "vocoder": HiFiGAN,
         }[self.kind]
         generator = cls.from_config(self.model_config)
+        if self.freeze_encoder:
+            # Decoder-only fine-tuning (with run.init_from): the latent space stays that of the
+            # initial weights, so a latent cache and an LDM trained on it remain valid.
+            for param in generator.encoder.parameters():
+                param.requires_grad_(False)
         if not self.adversarial:
             return generator
         spec = self.discriminator
@@ -196,6 +211,8 @@ class CodecTask:
             reconstruction, posterior = model(mel)
             terms = vae_loss(reconstruction, mel, posterior, kl_weight=self.kl_weight)
             return terms["loss"], {"l1": float(terms["l1"].detach()), "kl": float(terms["kl"].detach())}
+        if self.tone_fraction and model.training:
+            batch = with_tones(batch, self.tone_fraction, self.sample_rate, generator)
         inputs = batch if self.kind == "waveform_ae" else self.mel().to(batch.device)(batch)
         if self.adversarial:
             # Validation (model.eval()) scores the reconstruction only, comparable with non-GAN runs.
@@ -225,6 +242,48 @@ class CodecTask:
 
     def on_validation(self, model: nn.Module, out_dir: Path, step: int) -> None:
         return None
+
+
+def synthetic_tones(count: int, samples: int, sample_rate: int, generator: torch.Generator) -> Tensor:
+    """``count`` harmonic tones (count, samples): fundamental log-uniform in 40 Hz - 4 kHz, one to four
+    harmonics with amplitudes falling as 1/k (half of the tones are pure sines), random phases, a peak
+    level between -26 and -6 dBFS and a linear fade at either end of a random length.
+
+    Rendered instruments always carry reverb and a noise floor; a codec that has heard only them
+    fills the empty bands around a clean tone with that floor. Mixing tones into training teaches
+    it that an empty band stays empty.
+    """
+
+    def uniform(low: float, high: float, *shape: int) -> Tensor:
+        return low + (high - low) * torch.rand(shape, generator=generator)
+
+    t = torch.arange(samples) / sample_rate
+    f0 = torch.exp(
+        uniform(float(torch.log(torch.tensor(40.0))), float(torch.log(torch.tensor(4000.0))), count, 1)
+    )
+    harmonics = torch.arange(1, 5).float()
+    weights = (1.0 / harmonics) * (harmonics <= torch.randint(1, 5, (count, 1), generator=generator)).float()
+    weights[torch.rand(count, generator=generator) < 0.5, 1:] = 0.0
+    weights = weights * (f0 * harmonics < sample_rate / 2).float()
+    phase = uniform(0.0, 2 * torch.pi, count, 4)
+    tones = (
+        weights[:, :, None]
+        * torch.sin(2 * torch.pi * f0[:, :, None] * harmonics[:, None] * t + phase[..., None])
+    ).sum(1)
+    peak = 10 ** (uniform(-26.0, -6.0, count, 1) / 20)
+    tones = tones / tones.abs().amax(-1, keepdim=True).clamp_min(1e-8) * peak
+    fade = (uniform(0.0, 0.05, count, 1) * samples).clamp_min(1.0)
+    ramp = torch.arange(samples).float()
+    envelope = torch.minimum((ramp / fade).clamp(max=1.0), ((samples - 1 - ramp) / fade).clamp(max=1.0))
+    return tones * envelope
+
+
+def with_tones(batch: Tensor, fraction: float, sample_rate: int, generator: torch.Generator) -> Tensor:
+    """``batch`` (B, N) with its first ``round(fraction * B)`` rows (at least one) replaced by
+    :func:`synthetic_tones`, drawn from ``generator``."""
+    count = max(1, round(fraction * batch.shape[0]))
+    tones = synthetic_tones(count, batch.shape[-1], sample_rate, generator).to(batch)
+    return torch.cat([tones, batch[count:]])
 
 
 def make_task(config: TrainConfig) -> CodecTask:

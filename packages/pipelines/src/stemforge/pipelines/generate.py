@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stemforge.insert.audio_checkpoint import AudioModel
-from stemforge.insert.sampling import Generators, Progress, SamplingOptions, sample_model
+from stemforge.pipelines.loading import AudioModel
+from stemforge.pipelines.sampling import Generators, Progress, SamplingOptions, sample_model
 
 CONTINUATION = "continuing a generation from the previous chunk (inpainting)"
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stemforge.insert.audio_checkpoint import AudioModel
-from stemforge.insert.generate import null_condition
-from stemforge.insert.sampling import Progress, SamplingOptions, sample_model
+from stemforge.pipelines.generate import null_condition
+from stemforge.pipelines.loading import AudioModel
+from stemforge.pipelines.sampling import Progress, SamplingOptions, sample_model
 
 
 def project_to_mixture(x0: Tensor, mixture: Tensor, target: int) -> Tensor:

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
-from stemforge.insert.errors import InsertError
+from stemforge.pipelines.errors import PipelineError
 
 if TYPE_CHECKING:
-    from stemforge.insert.audio_checkpoint import AudioModel
+    from stemforge.pipelines.loading import AudioModel
 
 SamplerName = Literal["ddim", "dpm", "ddpm"]
 SAMPLERS: tuple[str, ...] = ("ddim", "dpm", "ddpm")
@@ -37,16 +37,16 @@ class SamplingOptions:
 
     def __post_init__(self) -> None:
         if self.steps < 1:
-            raise InsertError(f"--steps {self.steps}: give at least 1 sampling step")
+            raise PipelineError(f"--steps {self.steps}: give at least 1 sampling step")
         if self.sampler not in SAMPLERS:
-            raise InsertError(f"--sampler {self.sampler}: choose one of {', '.join(SAMPLERS)}")
+            raise PipelineError(f"--sampler {self.sampler}: choose one of {', '.join(SAMPLERS)}")
         if self.eta < 0:
-            raise InsertError(f"--eta {self.eta}: must be >= 0 (0 deterministic, 1 ancestral)")
+            raise PipelineError(f"--eta {self.eta}: must be >= 0 (0 deterministic, 1 ancestral)")
 
     def check_schedule(self, num_train_steps: int) -> None:
         """A sampler cannot take more steps than the schedule the checkpoint was trained with."""
         if self.steps > num_train_steps:
-            raise InsertError(
+            raise PipelineError(
                 f"--steps {self.steps}: the checkpoint was trained with {num_train_steps} diffusion steps; "
                 f"give at most {num_train_steps}"
             )
@@ -54,7 +54,7 @@ class SamplingOptions:
     def require_ddim(self, what: str) -> None:
         """Samplers whose update is written for DDIM only (MSDM, inpainting) refuse the others."""
         if self.sampler != "ddim":
-            raise InsertError(f"--sampler {self.sampler}: {what} runs on DDIM only; pass --sampler ddim")
+            raise PipelineError(f"--sampler {self.sampler}: {what} runs on DDIM only; pass --sampler ddim")
 
 
 def chunk_noise(shape: tuple[int, ...], seed: int, chunk_indices: list[int], device: torch.device) -> Tensor:

@@ -1,0 +1,105 @@
+"""The demonstration codec's recipe: synthetic tones in the batch, a second stage that starts from an
+export (run.init_from) with the encoder frozen (model.freeze_encoder), through the real `fit` CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stemforge.train.checkpoint import export_checkpoint
+from stemforge.train.config import ConfigError, TrainConfig
+from stemforge.train.tasks.codec import CodecTask, synthetic_tones, with_tones
+
+ROOT = Path(__file__).resolve().parents[3]
+FIXTURE = ROOT / "tests" / "fixtures" / "audio" / "chorale_16k"
+
+
+def test_synthetic_tones_have_their_pitch_level_and_fades():
+    tones = synthetic_tones(64, 16000, 16000, torch.Generator().manual_seed(3))
+    again = synthetic_tones(64, 16000, 16000, torch.Generator().manual_seed(3))
+    assert torch.equal(tones, again)
+    peak = tones.abs().amax(-1)
+    assert bool((peak <= 10 ** (-6 / 20) + 1e-6).all()) and bool((peak >= 10 ** (-26 / 20) - 1e-6).all())
+    # Every tone fades in and out (the end samples are quieter than the peak).
+    assert bool((tones[:, 0].abs() < 0.01 * peak + 1e-6).all())
+    # The strongest bin is a fundamental between 40 Hz and 4 kHz (1 Hz bins over one second).
+    dominant = torch.fft.rfft(tones).abs().argmax(-1)
+    assert bool(((dominant >= 39) & (dominant <= 4001)).all())
+    batch = torch.randn(8, 16000)
+    mixed = with_tones(batch, 0.25, 16000, torch.Generator().manual_seed(0))
+    assert torch.equal(mixed[2:], batch[2:]) and not torch.equal(mixed[:2], batch[:2])
+
+
+def _config(**data) -> TrainConfig:
+    return TrainConfig.from_dict(
+        {
+            "task": "waveform_ae",
+            "model": {"preset": "tiny", **data.pop("model", {})},
+            "data": {"stems": ["bass"], **data},
+        }
+    )
+
+
+def test_tone_and_freeze_options_are_checked():
+    with pytest.raises(ConfigError, match=r"data.tone_fraction must be in \[0, 1\)"):
+        CodecTask(_config(tone_fraction=1.0))
+    with pytest.raises(ConfigError, match=r"model\.freeze_encoder must be true or false"):
+        CodecTask(_config(model={"freeze_encoder": "yes"}))
+    model = CodecTask(_config(model={"freeze_encoder": True})).build_model()
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    assert all(p.requires_grad for p in model.decoder.parameters())
+
+
+def _fit(*sets: str) -> subprocess.CompletedProcess:
+    base = [
+        f"data.train_tracks=[{FIXTURE}]",
+        f"data.val_tracks=[{FIXTURE}]",
+        "data.segment_seconds=0.256",
+        "data.tone_fraction=0.25",
+        "run.batch_size=1",
+        "run.max_steps=2",
+        "run.log_every=1",
+        "run.val_every=0",
+        "run.ckpt_every=2",
+        "run.progress=false",
+        "dist.devices=1",
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "stemforge.train.cli", "fit", str(ROOT / "configs" / "tiny-waveform-ae.yaml")]
+        + [a for s in (*base, *sets) for a in ("--set", s)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_second_stage_trains_the_decoder_only_from_the_first_stage_export(tmp_path):
+    first = _fit(f"run.out_dir={tmp_path / 'stage1'}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    stage1 = export_checkpoint(tmp_path / "stage1", tmp_path / "stage1-export", weights="raw")
+    second = _fit(
+        f"run.out_dir={tmp_path / 'stage2'}",
+        f"run.init_from={stage1}",
+        "model.freeze_encoder=true",
+        "optim.warmup_steps=1",
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    stage2 = export_checkpoint(tmp_path / "stage2", tmp_path / "stage2-export", weights="raw")
+    before, after = load_file(stage1 / "model.safetensors"), load_file(stage2 / "model.safetensors")
+    assert before.keys() == after.keys()
+    encoder = [k for k in before if k.startswith("encoder.")]
+    decoder = [k for k in before if k.startswith("decoder.") and before[k].is_floating_point()]
+    assert encoder and decoder
+    assert all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)
+    # A folder that does not fit the model is refused before training, naming the file.
+    wrong = _fit(f"run.out_dir={tmp_path / 'wrong'}", f"run.init_from={tmp_path}")
+    assert wrong.returncode != 0 and "no model.safetensors there" in wrong.stderr

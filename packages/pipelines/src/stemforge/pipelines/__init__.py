@@ -1,0 +1,34 @@
+"""Composed stemforge models as a tensor-level Python API: ``MultiTrackPipeline`` (separate,
+generate, arrange, insert, accompany; any length) and one on-disk pipeline format."""
+
+from stemforge.pipelines.__about__ import __version__
+from stemforge.pipelines.chunked import ChunkOptions, OutputChecks, limit_mix
+from stemforge.pipelines.chunking import chunk_plan, crossfade_weights, run_chunked, run_continued
+from stemforge.pipelines.errors import PipelineError
+from stemforge.pipelines.format import FORMAT, FORMAT_VERSION, PIPELINE_KINDS
+from stemforge.pipelines.loading import AudioModel, load_audio_model
+from stemforge.pipelines.multitrack import MAX_GENERATE_SECONDS, MultiTrackPipeline
+from stemforge.pipelines.progress import Reporter, SilentReporter
+from stemforge.pipelines.sampling import SamplingOptions
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MAX_GENERATE_SECONDS",
+    "PIPELINE_KINDS",
+    "AudioModel",
+    "ChunkOptions",
+    "MultiTrackPipeline",
+    "OutputChecks",
+    "PipelineError",
+    "Reporter",
+    "SamplingOptions",
+    "SilentReporter",
+    "__version__",
+    "chunk_plan",
+    "crossfade_weights",
+    "limit_mix",
+    "load_audio_model",
+    "run_chunked",
+    "run_continued",
+]

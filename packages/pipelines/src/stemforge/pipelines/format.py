@@ -40,13 +40,9 @@ PIPELINE_FILE = "pipeline.json"
 
 #: Pipeline kinds a folder may name.
 PIPELINE_KINDS = ("multitrack",)
-#: Component kinds a pipeline.json may name, and the class each one is.
-COMPONENT_KINDS = {
-    "unet3d": ("stemforge.unet3d", "UNet3D"),
-    "codec": ("stemforge.codec", "load_codec"),
-    "style-encoder": ("stemforge.conditioning", "StyleEncoder"),
-    "minilm": ("stemforge.conditioning", "TextEncoder"),
-}
+#: Component kinds a pipeline.json may name: UNet3D, the codec (save_codec format), StyleEncoder and
+#: the MiniLM TextEncoder's options, each rebuilt by its own code in load_multitrack.
+COMPONENT_KINDS = ("unet3d", "codec", "style-encoder", "minilm")
 PACKAGES = (
     "stemforge-pipelines",
     "stemforge-unet3d",

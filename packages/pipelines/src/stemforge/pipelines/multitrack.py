@@ -111,7 +111,9 @@ class MultiTrackPipeline(AudioModel):
             return wave[..., :num_samples]
         return torch.nn.functional.pad(wave, (0, num_samples - wave.shape[-1]))
 
-    # ---- tasks at the model's rate (the apps call these with audio already resampled)
+    # ---- tasks at the model's rate (the apps call these with audio already resampled). Each caller
+    # validates first with the matching check_* method, before reading or resampling any audio;
+    # these do not repeat it.
 
     def sample_from_mix(
         self,
@@ -190,7 +192,6 @@ class MultiTrackPipeline(AudioModel):
         checks: OutputChecks,
     ) -> Tensor:
         """(S, N) stems of ``mix`` (N,), both at the model's rate."""
-        self.check_separation(method, sampling)
         return self.sample_from_mix(
             mix,
             len(self.stems),
@@ -275,7 +276,6 @@ class MultiTrackPipeline(AudioModel):
     ) -> tuple[list[str], Tensor, Tensor]:
         """The missing stems' names, their (K, N) waves and the (S, N) given stems (zeros where
         missing), every wave at the model's rate and the length of the longest given stem."""
-        self.check_arrangement(list(given), sampling)
         num_samples = max(wave.shape[-1] for wave in given.values())
         waves = torch.zeros(len(self.stems), num_samples)
         mask = torch.zeros(1, len(self.stems), dtype=torch.bool)
@@ -374,7 +374,6 @@ class MultiTrackPipeline(AudioModel):
         checks: OutputChecks,
     ) -> Tensor:
         """(1, N) ``stem`` inserted into ``mix`` (N,) that lacks it, at the model's rate."""
-        self.check_insertion(stem)
         text = self.text_condition(instruction, reporter)
         stems_out = 1 if self.single_stem else len(self.stems)
         return self.sample_from_mix(
@@ -444,8 +443,6 @@ class MultiTrackPipeline(AudioModel):
     ) -> Tensor:
         """(1, N) ``stem`` accompanying ``mix`` (N,), in the timbre of ``style`` (N',) when given,
         at the model's rate (Pasini et al.: CFG with rescale, style grounding)."""
-        self.check_accompaniment(style_strength, guidance, rescale)
-        self.check_insertion(stem)
         style_latent = None
         if style is not None:
             style_latent = encode(self, style[None])[:, 0]

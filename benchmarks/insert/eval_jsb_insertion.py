@@ -28,10 +28,10 @@ import torch
 
 from stemforge.insert.baselines import most_frequent_pitch, voice_leading, voice_statistics
 from stemforge.insert.embedded import jsb_checkpoint
-from stemforge.insert.midi_insert import insert_voices, load_midi_model
 from stemforge.metrics.midi_notes import note_scores
 from stemforge.metrics.satb import parallel_fifths_octaves
 from stemforge.midi import JSB_STEMS, REST, load_jsb
+from stemforge.pipelines import VoiceInsertionPipeline
 
 METHODS = ("model", "most frequent pitch", "voice leading", "Bach")
 
@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_midi_model(args.checkpoint or jsb_checkpoint())
+    model = VoiceInsertionPipeline.from_pretrained(args.checkpoint or jsb_checkpoint())
     chorales = load_jsb(args.split)
     if args.limit:
         chorales = chorales[: args.limit]
@@ -94,12 +94,11 @@ def main() -> None:
     for index, chorale in enumerate(chorales):
         # The four removals of one chorale run as one batch of the model.
         given = ~torch.eye(4, dtype=torch.bool)
-        filled = insert_voices(
-            model,
+        filled = model.insert_tokens(
             chorale[None].expand(4, -1, -1).clone(),
             given,
             seed=args.seed + index,
-            steps_per_window=args.steps,
+            steps=args.steps,
             order=args.order,
             temperature=args.temperature,
             no_parallels=args.no_parallels,
@@ -150,10 +149,14 @@ def main() -> None:
         },
         "versions": {
             "torch": torch.__version__,
-            **{k: v for k, v in model.config.get("packages", {}).items()},
+            **(
+                json.loads((model.path / "pipeline.json").read_text()).get("packages", {})
+                if (model.path / "pipeline.json").is_file()
+                else {}
+            ),
         },
         "model": str(model.path),
-        "model_step": model.config.get("step"),
+        "model_step": model.step,
         "split": args.split,
         "num_chorales": len(chorales),
         "steps_per_window": args.steps,

@@ -1,7 +1,7 @@
 """Does the embedded JSB model follow its instruction? Rhythm and register words against no instruction.
 
 Each of soprano, alto, tenor and bass is removed in turn from the first ``--limit`` test chorales and
-inserted by the model (stemforge-insert's ``insert_voices``, without parallel fifths/octaves) with no instruction and with each
+inserted by the model (stemforge-pipelines' ``VoiceInsertionPipeline.insert_tokens``, without parallel fifths/octaves) with no instruction and with each
 instruction below (one sentence for the whole chorale, in the training template
 ``"<voice>: <rhythm>, <register>, <contour>"``). Reported per condition, averaged over the
 insertions: onsets per quarter note of the inserted voice (the rhythm descriptor of
@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from stemforge.insert.embedded import jsb_checkpoint
-from stemforge.insert.midi_insert import insert_voices, instruction_cond, load_midi_model
 from stemforge.metrics.midi_notes import note_scores
 from stemforge.midi import JSB_STEMS, REST, load_jsb
+from stemforge.pipelines import VoiceInsertionPipeline
 
 CONDITIONS = {
     "none": None,
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_midi_model(args.checkpoint or jsb_checkpoint())
+    model = VoiceInsertionPipeline.from_pretrained(args.checkpoint or jsb_checkpoint())
     if not model.text_dim:
         raise SystemExit(f"{model.path}: this model has no instruction input")
     chorales = load_jsb("test")[: args.limit]
@@ -79,13 +79,12 @@ def main() -> None:
             given = torch.ones(1, 4, dtype=torch.bool)
             given[0, voice] = False
             for condition, template in CONDITIONS.items():
-                cond = None if template is None else instruction_cond(model, template.format(voice=name), 1)
-                filled = insert_voices(
-                    model,
+                cond = None if template is None else model.instruction_cond(template.format(voice=name), 1)
+                filled = model.insert_tokens(
                     chorale[None].clone(),
                     given,
                     seed=args.seed + index,
-                    steps_per_window=args.steps,
+                    steps=args.steps,
                     order=args.order,
                     cond=cond,
                     no_parallels=True,
@@ -106,7 +105,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
         "torch": torch.__version__,
         "model": str(model.path),
-        "model_step": model.config.get("step"),
+        "model_step": model.step,
         "num_chorales": len(chorales),
         "steps_per_window": args.steps,
         "order": args.order,

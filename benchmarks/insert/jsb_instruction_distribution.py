@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from stemforge.insert.embedded import jsb_checkpoint
-from stemforge.insert.midi_insert import instruction_cond, load_midi_model
 from stemforge.midi import load_jsb
+from stemforge.pipelines import VoiceInsertionPipeline
 from stemforge.samplers.masked_discrete import masked_input
 
 INSTRUCTIONS = (
@@ -26,15 +26,15 @@ INSTRUCTIONS = (
 
 
 def main() -> None:
-    model = load_midi_model(jsb_checkpoint())
+    model = VoiceInsertionPipeline.from_pretrained(jsb_checkpoint())
     x = load_jsb("test")[5][None, :, :32]
     visible = torch.ones_like(x, dtype=torch.bool)
     visible[:, 3] = False
     logp = {}
     with torch.no_grad():
         for text in INSTRUCTIONS:
-            cond = instruction_cond(model, text, 1) if text else None
-            logp[text] = torch.log_softmax(model.model(masked_input(x, visible), visible, cond)[0, 3], -1)
+            cond = model.instruction_cond(text, 1) if text else None
+            logp[text] = torch.log_softmax(model.network(masked_input(x, visible), visible, cond)[0, 3], -1)
 
     def kl(p: torch.Tensor, q: torch.Tensor) -> float:
         return float((p.exp() * (p - q)).where(torch.isfinite(p), torch.zeros_like(p)).sum(-1).mean())

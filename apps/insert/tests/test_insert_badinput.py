@@ -73,6 +73,15 @@ def corrupt(folder: Path) -> Path:
 def retrained(folder: Path, source: Path, name: str, edit: Callable[[dict], None]) -> Path:
     ckpt = folder / name
     shutil.copytree(source, ckpt)
+    if (ckpt / "network" / "config.json").is_file():  # a voice-insertion pipeline folder
+        manifest = json.loads((ckpt / "pipeline.json").read_text())
+        network = json.loads((ckpt / "network" / "config.json").read_text())
+        config = {"stem_names": manifest["stems"], "model_config": network["unet"]}
+        edit(config)
+        manifest["stems"] = config["stem_names"]
+        (ckpt / "pipeline.json").write_text(json.dumps(manifest))
+        (ckpt / "network" / "config.json").write_text(json.dumps({**network, "unet": config["model_config"]}))
+        return ckpt
     if (ckpt / "pipeline.json").is_file():  # a stemforge-pipelines folder: the same edit, its files
         manifest = json.loads((ckpt / "pipeline.json").read_text())
         unet = json.loads((ckpt / "unet" / "config.json").read_text())

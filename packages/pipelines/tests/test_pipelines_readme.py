@@ -22,3 +22,13 @@ def test_readme_example_runs(monkeypatch) -> None:
         out.getvalue().strip()
         == "{'soprano': (32000,), 'alto': (32000,), 'tenor': (32000,), 'bass': (32000,)}"
     )
+
+
+def test_readme_midi_example_runs(monkeypatch) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    code = next(block for block in blocks if "VoiceInsertionPipeline" in block)
+    monkeypatch.chdir(ROOT)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(README), "exec"), {})
+    assert out.getvalue().strip() == "['soprano', 'tenor', 'bass', 'alto'] (4, 228)"

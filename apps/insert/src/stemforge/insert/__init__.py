@@ -14,7 +14,6 @@ from stemforge.insert.baselines import most_frequent_pitch, voice_leading, voice
 from stemforge.insert.embedded import demo_audio_checkpoint, example_chorale, jsb_checkpoint
 from stemforge.insert.errors import InsertError
 from stemforge.insert.midi_command import insert_midi_stems
-from stemforge.insert.midi_insert import MidiModel, insert_voices, load_midi_model
 from stemforge.insert.pianoroll_png import save_pianoroll_png
 from stemforge.insert.preview import render_preview
 from stemforge.insert.progress import Reporter
@@ -34,7 +33,6 @@ __all__ = [
     "ChunkOptions",
     "InputOptions",
     "InsertError",
-    "MidiModel",
     "Reporter",
     "SamplingOptions",
     "__version__",
@@ -43,10 +41,8 @@ __all__ = [
     "demo_audio_checkpoint",
     "example_chorale",
     "insert_midi_stems",
-    "insert_voices",
     "jsb_checkpoint",
     "load_audio_model",
-    "load_midi_model",
     "most_frequent_pitch",
     "parse_given",
     "render_preview",

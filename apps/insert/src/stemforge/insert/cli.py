@@ -97,15 +97,20 @@ def _run_audio_command(
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from stemforge.pipelines import MultiTrackPipeline
+    from stemforge.pipelines import MultiTrackPipeline, VoiceInsertionPipeline, folder_kind
 
     out = Path(args.out)
     if out.exists() and not (out / "pipeline.json").is_file():
         raise InsertError(f"--out {out}: exists and is not a pipeline folder; choose a new folder")
     if out.exists() and not args.overwrite:
         raise InsertError(f"--out {out}: already holds a pipeline; pass --overwrite to replace it")
-    pipe = MultiTrackPipeline.from_pretrained(Path(args.checkpoint))
-    _report([pipe.save_pretrained(out)])
+    import torch
+
+    source = Path(args.checkpoint)
+    cls = VoiceInsertionPipeline if folder_kind(source) == "voice-insertion" else MultiTrackPipeline
+    pipe = cls.from_pretrained(source)
+    dtype = {"float32": None, "float16": torch.float16}[args.dtype]
+    _report([pipe.save_pretrained(out, dtype)])
     return 0
 
 
@@ -187,8 +192,8 @@ def _cmd_accompany(args: argparse.Namespace) -> int:
 def _cmd_midi(args: argparse.Namespace) -> int:
     from stemforge.insert.embedded import example_chorale, jsb_checkpoint
     from stemforge.insert.midi_command import insert_midi_stems, parse_stems
-    from stemforge.insert.midi_insert import load_midi_model
     from stemforge.insert.progress import Reporter
+    from stemforge.pipelines import VoiceInsertionPipeline
 
     if args.example and args.song:
         raise InsertError("give either SONG.mid or --example, not both")
@@ -199,8 +204,9 @@ def _cmd_midi(args: argparse.Namespace) -> int:
     stems = parse_stems(args.stem, args.stems)
     _check_midi_outputs(args)
     device = _device(args.device)
-    model = load_midi_model(Path(args.checkpoint) if args.checkpoint else jsb_checkpoint())
-    model.model.to(device)
+    model = VoiceInsertionPipeline.from_pretrained(
+        Path(args.checkpoint) if args.checkpoint else jsb_checkpoint(), device
+    )
     song = example_chorale() if args.example else Path(args.song)
     with Reporter(not args.quiet) as reporter:
         paths = insert_midi_stems(
@@ -320,12 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_midi)
 
     p = sub.add_parser(
-        "convert", help="write an audio model (a stemforge-train export or a pipeline) as a pipeline folder"
+        "convert", help="write a model (a stemforge-train export or a pipeline) as a pipeline folder"
     )
     p.add_argument("checkpoint", help="the model folder to convert")
     p.add_argument("--out", required=True, help="the pipeline folder to write (pipeline.json + components)")
     p.add_argument(
         "--overwrite", action="store_true", help="replace --out if it is a pipeline folder already"
+    )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "float16"),
+        help="storage type of the networks' weights (float16 halves the folder; they load into float32)",
     )
     p.set_defaults(func=_cmd_convert)
 

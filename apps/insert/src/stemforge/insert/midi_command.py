@@ -7,16 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 from stemforge.insert.errors import InsertError
-from stemforge.insert.midi_insert import (
-    MidiModel,
-    check_context,
-    insert_voices,
-    instruction_cond,
-    read_song,
-    song_with_voices,
-)
 from stemforge.insert.outputs import StagedOutputs
 from stemforge.insert.progress import Reporter
+from stemforge.pipelines import PipelineError, VoiceInsertionPipeline
 
 
 def parse_stems(stem: str | None, stems: str | None) -> list[str]:
@@ -32,7 +25,7 @@ def parse_stems(stem: str | None, stems: str | None) -> list[str]:
 
 
 def insert_midi_stems(
-    model: MidiModel,
+    model: VoiceInsertionPipeline,
     song_path: Path,
     stems: Sequence[str],
     out: Path,
@@ -60,19 +53,13 @@ def insert_midi_stems(
     import torch
 
     reporter = reporter or Reporter(enabled=False)
-
-    from stemforge.midi import JSB_PROGRAMS
-
     out = Path(out)
     if out.suffix.lower() not in (".mid", ".midi"):
         raise InsertError(f"--out {out}: give a MIDI file name ending in .mid")
     if out.exists() and out.is_dir():
         raise InsertError(f"--out {out}: is a folder; give a file name such as out/song_bass.mid")
-    if steps is not None and steps < 1:
-        raise InsertError(f"--steps {steps}: give at least 1 (or leave it out: one token per model call)")
-    if temperature <= 0:
-        raise InsertError(f"--temperature {temperature}: must be > 0")
-    targets = model.check_stems(stems)
+    model.check_options(steps, temperature, order)
+    model.stem_indices(stems)
     mapping = None
     if voice_map is not None:
         from stemforge.midi import MidiError, parse_voice_map
@@ -81,40 +68,49 @@ def insert_midi_stems(
             mapping = parse_voice_map(voice_map)
         except MidiError as err:
             raise InsertError(str(err)) from err
-    song = read_song(song_path, model.stems, targets=list(stems), voice_map=mapping)
-    for line in song.notes:
-        reporter.note(f"note: {song_path.name}: {line}")
-    check_context(song_path, song, model.stems, targets)
-    cond = None
-    if instruction and model.text_dim:
-        cond = instruction_cond(model, instruction, 1)
-    elif instruction:
+    from stemforge.midi import MidiError, check_context, read_voice_song
+
+    try:
+        song = read_voice_song(
+            song_path,
+            model.stems,
+            targets=list(stems),
+            voice_map=mapping,
+            steps_per_quarter=model.steps_per_quarter,
+        )
+        for line in song.notes:
+            reporter.note(f"note: {song_path.name}: {line}")
+        check_context(song, model.stems, model.stem_indices(stems))
+    except MidiError as err:
+        raise InsertError(str(err)) from err
+    if instruction and not model.text_dim:
         reporter.note(
             f"note: the MIDI model {model.label} has no text conditioning; the instruction is not used"
         )
-    given = torch.tensor([[song.present[s] and s not in targets for s in range(len(model.stems))]])
-    windows = {"total": 0}
+    started = {"windows": False}
 
     def on_window(done: int, total: int) -> None:
-        if windows["total"] == 0:
-            windows["total"] = total
+        if not started["windows"]:
+            started["windows"] = True
             reporter.start_chunks(total, "windows")
         reporter.chunks_done(1)
 
-    tokens = insert_voices(
-        model,
-        song.tokens[None],
-        given,
-        seed=seed,
-        steps_per_window=steps,
-        temperature=temperature,
-        order=order,
-        cond=cond,
-        no_parallels=no_parallels,
-        progress=reporter.steps,
-        on_window=on_window,
-    )[0]
-    midi = song_with_voices(song, model.stems, tokens, targets, dict(JSB_PROGRAMS))
+    try:
+        result = model.insert(
+            song,
+            stems,
+            instruction=instruction,
+            seed=seed,
+            steps=steps,
+            temperature=temperature,
+            order=order,
+            no_parallels=no_parallels,
+            progress=reporter.steps,
+            on_window=on_window,
+        )
+    except PipelineError as err:
+        raise InsertError(str(err)) from err
+    midi, tokens, targets = result.midi, result.tokens, list(result.targets)
     with StagedOutputs(out, [song_path]) as staged:
         from stemforge.midi import write_midi
 
@@ -127,7 +123,7 @@ def insert_midi_stems(
             from stemforge.insert.pianoroll_png import save_pianoroll_png
 
             shown = torch.where(
-                torch.tensor(song.present)[:, None]
+                torch.tensor(result.present)[:, None]
                 | torch.isin(torch.arange(len(model.stems)), torch.tensor(targets))[:, None],
                 tokens,
                 torch.full_like(tokens, 128),

@@ -65,9 +65,12 @@ def jsb_framewise_nll(
 
 
 def load_midi_model(folder: Path) -> tuple[Any, dict[str, Any]]:
-    from stemforge.train.checkpoint import load_exported
+    """The network of a MIDI insertion model (a voice-insertion pipeline folder, or a folder of
+    `stemforge-train export`) and what is known of it (``step``, ``stem_names``, ``window``)."""
+    from stemforge.pipelines import PipelineError, VoiceInsertionPipeline
 
-    model, config = load_exported(folder)
-    if config.get("task") != "midi":
-        raise ValueError(f"{folder}: exported task is {config.get('task')!r}, not a MIDI insertion model")
-    return model, config
+    try:
+        pipe = VoiceInsertionPipeline.from_pretrained(Path(folder))
+    except PipelineError as err:
+        raise ValueError(str(err)) from err
+    return pipe.network, {"step": pipe.step, "stem_names": list(pipe.stems), "window": pipe.window}

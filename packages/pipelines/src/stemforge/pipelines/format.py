@@ -33,22 +33,25 @@ from stemforge.pipelines.loading import read_json as _read_json
 
 if TYPE_CHECKING:
     from stemforge.pipelines.multitrack import MultiTrackPipeline
+    from stemforge.pipelines.voice import VoiceInsertionPipeline
 
 FORMAT = "stemforge-pipeline"
 FORMAT_VERSION = 1
 PIPELINE_FILE = "pipeline.json"
 
-#: Pipeline kinds a folder may name.
-PIPELINE_KINDS = ("multitrack",)
-#: Component kinds a pipeline.json may name: UNet3D, the codec (save_codec format), StyleEncoder and
-#: the MiniLM TextEncoder's options, each rebuilt by its own code in load_multitrack.
-COMPONENT_KINDS = ("unet3d", "codec", "style-encoder", "minilm")
+#: Pipeline kinds a folder may name: MultiTrackPipeline and VoiceInsertionPipeline.
+PIPELINE_KINDS = ("multitrack", "voice-insertion")
+#: Component kinds a pipeline.json may name: UNet3D, the codec (save_codec format), StyleEncoder,
+#: the MiniLM TextEncoder's options and the MIDI VoiceInsertionModel, each rebuilt by its own code
+#: in load_multitrack / load_voice_insertion.
+COMPONENT_KINDS = ("unet3d", "codec", "style-encoder", "minilm", "voice-model")
 PACKAGES = (
     "stemforge-pipelines",
     "stemforge-unet3d",
     "stemforge-codec",
     "stemforge-samplers",
     "stemforge-conditioning",
+    "stemforge-midi",
 )
 
 
@@ -97,47 +100,13 @@ def _save_module(
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def save_multitrack(pipe: MultiTrackPipeline, path: Path, dtype: torch.dtype | None = None) -> Path:
-    """Write ``pipe`` as a pipeline folder at ``path`` (replacing one that is there). ``dtype``
-    (e.g. ``torch.float16``): the storage type of the U-Net's and style encoder's floating-point
-    weights (they load back into float32); the codec is stored as it is."""
-    from stemforge.codec import save_codec
-
+def _write_atomically(path: Path, fill: Any) -> Path:
+    """Call ``fill(tmp)`` on a temporary sibling folder of ``path``, then rename it into place
+    (replacing a folder that is there): ``path`` appears complete or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        components = {"unet": "unet3d", "codec": "codec"}
-        _save_module(pipe.unet, pipe.unet.config.to_dict(), tmp / "unet", dtype)
-        save_codec(pipe.codec, tmp / "codec")
-        if pipe.style_encoder is not None:
-            components["style"] = "style-encoder"
-            _save_module(pipe.style_encoder, pipe.style_encoder.config.to_dict(), tmp / "style", dtype)
-        if pipe.text_encoder_config is not None:
-            components["text"] = "minilm"
-            (tmp / "text").mkdir()
-            (tmp / "text" / "config.json").write_text(
-                json.dumps(pipe.text_encoder_config, indent=2, sort_keys=True) + "\n"
-            )
-        from dataclasses import asdict
-
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "kind": "multitrack",
-            "components": components,
-            "label": pipe.label,
-            "stems": list(pipe.stems),
-            "sample_rate": pipe.sample_rate,
-            "mode": pipe.mode,
-            "target_stem": pipe.target,
-            "insert_stems": list(pipe.insert_stems),
-            "segment_seconds": pipe.segment_seconds,
-            "schedule": asdict(pipe.schedule.config),
-            "prediction": pipe.prediction,
-            "storage_dtype": str(dtype).removeprefix("torch.") if dtype is not None else "float32",
-            "packages": _versions(),
-        }
-        (tmp / PIPELINE_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        fill(tmp)
         for item in [tmp, *tmp.rglob("*")]:
             item.chmod(0o755 if item.is_dir() else 0o644)
         if path.exists():
@@ -149,19 +118,9 @@ def save_multitrack(pipe: MultiTrackPipeline, path: Path, dtype: torch.dtype | N
     return path
 
 
-def load_multitrack(
-    path: Path, device: torch.device | str, cls: type[MultiTrackPipeline]
-) -> MultiTrackPipeline:
-    """A pipeline folder, or a `stemforge-train export` folder of an LDM, as ``cls``."""
-    from stemforge.pipelines.loading import load_audio_model
-
-    if not path.is_dir():
-        raise PipelineError(
-            f"--checkpoint {path}: no such folder; give a pipeline folder (pipeline.json) or a folder written by "
-            "`stemforge-train export`"
-        )
-    if not (path / PIPELINE_FILE).is_file():
-        return load_audio_model(path, device, cls)
+def read_manifest(path: Path) -> dict[str, Any]:
+    """``path/pipeline.json``, checked: the format, a version this package reads, a known kind and
+    known component kinds."""
     manifest = _read_json(path / PIPELINE_FILE)
     if manifest.get("format") != FORMAT:
         raise PipelineError(f"{path / PIPELINE_FILE}: format {manifest.get('format')!r} is not {FORMAT!r}")
@@ -180,6 +139,105 @@ def load_multitrack(
         raise PipelineError(
             f"{path / PIPELINE_FILE}: unknown component kind(s) {unknown}; known: {sorted(COMPONENT_KINDS)}"
         )
+    return manifest
+
+
+def folder_kind(path: Path) -> str:
+    """What a model folder holds: a pipeline kind (``multitrack``, ``voice-insertion``) from its
+    ``pipeline.json``, or for a `stemforge-train export` folder the kind it converts to."""
+    if not path.is_dir():
+        raise PipelineError(f"{path}: no such folder; give a pipeline folder (pipeline.json)")
+    if (path / PIPELINE_FILE).is_file():
+        return str(read_manifest(path)["kind"])
+    if (path / "config.json").is_file():
+        config = _read_json(path / "config.json")
+        task = config.get("task")
+        if task == "midi":
+            return "voice-insertion"
+        if task == "ldm":
+            return "multitrack"
+        raise PipelineError(
+            f"{path}: holds a {task!r} model (a component such as a codec), not a pipeline; "
+            "give the folder of a model that runs a task"
+        )
+    raise PipelineError(
+        f"{path}: neither pipeline.json nor config.json is there; give a model folder written by "
+        "save_pretrained, `stemforge-insert convert` or `stemforge-train export`"
+    )
+
+
+def save_multitrack(pipe: MultiTrackPipeline, path: Path, dtype: torch.dtype | None = None) -> Path:
+    """Write ``pipe`` as a pipeline folder at ``path`` (replacing one that is there). ``dtype``
+    (e.g. ``torch.float16``): the storage type of the U-Net's and style encoder's floating-point
+    weights (they load back into float32); the codec is stored as it is."""
+    from dataclasses import asdict
+
+    from stemforge.codec import save_codec
+
+    def fill(tmp: Path) -> None:
+        components = {"unet": "unet3d", "codec": "codec"}
+        _save_module(pipe.unet, pipe.unet.config.to_dict(), tmp / "unet", dtype)
+        save_codec(pipe.codec, tmp / "codec")
+        if pipe.style_encoder is not None:
+            components["style"] = "style-encoder"
+            _save_module(pipe.style_encoder, pipe.style_encoder.config.to_dict(), tmp / "style", dtype)
+        if pipe.text_encoder_config is not None:
+            components["text"] = "minilm"
+            (tmp / "text").mkdir()
+            (tmp / "text" / "config.json").write_text(
+                json.dumps(pipe.text_encoder_config, indent=2, sort_keys=True) + "\n"
+            )
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": "multitrack",
+            "components": components,
+            "label": pipe.label,
+            "stems": list(pipe.stems),
+            "sample_rate": pipe.sample_rate,
+            "mode": pipe.mode,
+            "target_stem": pipe.target,
+            "insert_stems": list(pipe.insert_stems),
+            "segment_seconds": pipe.segment_seconds,
+            "schedule": asdict(pipe.schedule.config),
+            "prediction": pipe.prediction,
+            "storage_dtype": _dtype_name(dtype),
+            "packages": _versions(),
+        }
+        (tmp / PIPELINE_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+    return _write_atomically(path, fill)
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    return str(dtype).removeprefix("torch.") if dtype is not None else "float32"
+
+
+def load_multitrack(
+    path: Path, device: torch.device | str, cls: type[MultiTrackPipeline]
+) -> MultiTrackPipeline:
+    """A pipeline folder, or a `stemforge-train export` folder of an LDM, as ``cls``."""
+    from stemforge.pipelines.loading import load_audio_model
+
+    if not path.is_dir():
+        raise PipelineError(
+            f"--checkpoint {path}: no such folder; give a pipeline folder (pipeline.json) or a folder written by "
+            "`stemforge-train export`"
+        )
+    if not (path / PIPELINE_FILE).is_file():
+        if folder_kind(path) != "multitrack":
+            raise PipelineError(
+                f"--checkpoint {path}: holds a MIDI insertion model, not an audio pipeline; the audio commands "
+                "take audio checkpoints (the midi command takes this one)"
+            )
+        return load_audio_model(path, device, cls)
+    manifest = read_manifest(path)
+    if manifest["kind"] != "multitrack":
+        raise PipelineError(
+            f"--checkpoint {path}: holds a {manifest['kind']} pipeline, not an audio (multitrack) one; the audio "
+            "commands take audio checkpoints (the midi command takes a voice-insertion pipeline)"
+        )
+    components = dict(manifest.get("components") or {})
     from stemforge.codec import load_codec
     from stemforge.samplers import NoiseSchedule, ScheduleConfig
     from stemforge.unet3d import UNet3D
@@ -221,3 +279,91 @@ def load_multitrack(
         text_encoder_config=text,
         insert_stems=tuple(manifest.get("insert_stems") or ()),
     ).to(torch.device(device))
+
+
+def save_voice_insertion(pipe: VoiceInsertionPipeline, path: Path, dtype: torch.dtype | None = None) -> Path:
+    """Write ``pipe`` as a pipeline folder: ``pipeline.json`` + ``network/`` (+ ``text/`` when the
+    network takes an instruction)."""
+
+    def fill(tmp: Path) -> None:
+        components = {"network": "voice-model"}
+        _save_module(pipe.network, pipe.network.config.to_dict(), tmp / "network", dtype)
+        if pipe.text_dim:
+            components["text"] = "minilm"
+            (tmp / "text").mkdir()
+            (tmp / "text" / "config.json").write_text(json.dumps({"dim": pipe.text_dim}, indent=2) + "\n")
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": "voice-insertion",
+            "components": components,
+            "label": pipe.label,
+            "stems": list(pipe.stems),
+            "window": pipe.window,
+            "steps_per_quarter": pipe.steps_per_quarter,
+            "default_programs": dict(pipe.default_programs),
+            "step": pipe.step,
+            "storage_dtype": _dtype_name(dtype),
+            "packages": _versions(),
+        }
+        (tmp / PIPELINE_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+    return _write_atomically(path, fill)
+
+
+def load_voice_insertion(
+    path: Path, device: torch.device | str, cls: type[VoiceInsertionPipeline]
+) -> VoiceInsertionPipeline:
+    """A voice-insertion pipeline folder, or a `stemforge-train export` folder of a ``task: midi``
+    run, as ``cls``. The network is rebuilt from JSON through its known class; float16-stored
+    weights load into its float32 parameters."""
+    from stemforge.pipelines.voice_model import VoiceInsertionModel
+
+    kind = folder_kind(path)
+    if kind != "voice-insertion":
+        raise PipelineError(
+            f"--checkpoint {path}: holds an audio ({kind}) model, not a MIDI insertion model; "
+            "the audio commands take audio checkpoints"
+        )
+    legacy = not (path / PIPELINE_FILE).is_file()
+    network_dir = path if legacy else path / "network"
+    try:
+        if legacy:
+            config = _read_json(path / "config.json")
+            network_config = config["model_config"]
+            info = {
+                "stems": config["stem_names"],
+                "window": config.get("crop_length", 32),
+                "label": config.get("label", config.get("name", path.name)),
+                "steps_per_quarter": config.get("steps_per_quarter", 4),
+                "step": config.get("step"),
+            }
+        else:
+            info = read_manifest(path)
+            network_config = _read_json(network_dir / "config.json")
+        network = VoiceInsertionModel.from_config(network_config)
+        network.load_state_dict(_weights(network_dir), strict=True)
+        options: dict[str, Any] = {}
+        if info.get("default_programs"):
+            options["default_programs"] = {str(k): int(v) for k, v in dict(info["default_programs"]).items()}
+        pipe = cls(
+            network=network.eval().requires_grad_(False),
+            stems=tuple(str(s) for s in info["stems"]),
+            window=int(info.get("window", 32)),
+            label=str(info.get("label") or path.name),
+            steps_per_quarter=int(info.get("steps_per_quarter", 4)),
+            step=None if info.get("step") is None else int(info["step"]),
+            path=path,
+            **options,
+        )
+    except (KeyError, ValueError, TypeError, RuntimeError, FileNotFoundError) as err:
+        if isinstance(err, PipelineError):
+            raise
+        raise PipelineError(
+            f"--checkpoint {path}: the model does not load ({type(err).__name__}: {err})"
+        ) from err
+    if len(pipe.stems) != len(network.config.unet.stems):
+        raise PipelineError(
+            f"--checkpoint {path}: {len(pipe.stems)} stems named but the network has {len(network.config.unet.stems)}"
+        )
+    return pipe.to(device)

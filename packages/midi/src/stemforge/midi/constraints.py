@@ -19,11 +19,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-REST = 128
+from stemforge.midi.voices import NUM_CLASSES, REST
+
+#: Intervals (semitones mod 12) that may not move in parallel: the octave (and unison) and the fifth.
 PERFECT = (0, 7)
 
 
-def parallel_ban(x: Tensor, visible: Tensor, num_classes: int = 129) -> Tensor:
+def parallel_ban(x: Tensor, visible: Tensor, num_classes: int = NUM_CLASSES) -> Tensor:
     """(B, S, T, K) bool: True where pitch k for hidden token (b, s, t) makes parallel 5ths/8ves."""
     b, s, t = x.shape
     ban = torch.zeros(b, s, t, num_classes, dtype=torch.bool, device=x.device)
@@ -58,7 +60,8 @@ def parallel_ban(x: Tensor, visible: Tensor, num_classes: int = 129) -> Tensor:
 
 
 class NoParallelsModel(nn.Module):
-    """``model(x, visible, cond)`` with the pitches that would make parallel 5ths/8ves at -inf."""
+    """``model(x, visible, cond)`` with the pitches that would make parallel 5ths/8ves at -inf: a
+    decoding constraint for any model of the masked-discrete contract (stemforge-samplers)."""
 
     def __init__(self, model: Any) -> None:
         super().__init__()

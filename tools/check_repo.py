@@ -44,6 +44,7 @@ ALLOWED: dict[str, set[str]] = {
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "insert": {"deepspeed", "lightning_fabric", "lightning"},
     "pipelines": {"deepspeed", "lightning_fabric", "lightning", "yaml"},
+    "evaluate": {"deepspeed", "lightning_fabric", "lightning"},
 }
 
 VERSION_RE = re.compile(r'^__version__\s*=\s*"(\d+\.\d+\.\d+(?:[a-z0-9.+-]*)?)"\s*$', re.MULTILINE)

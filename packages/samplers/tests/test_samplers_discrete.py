@@ -88,6 +88,23 @@ def test_chain_rule_nll_scores_only_free_variables(chain) -> None:
     assert torch.allclose(nll, expected, atol=1e-4)
 
 
+def test_chain_rule_nll_under_a_given_order(chain) -> None:
+    """Any explicit order gives -log p(x) exactly (the chain rule), left to right or frame-major;
+    an order that does not rank the free variables 0, 1, ... once each is refused."""
+    x = chain.sample((8, 2, 6), torch.Generator().manual_seed(4))
+    left_to_right = (torch.arange(6) * 2 + torch.arange(2)[:, None]).expand(8, 2, 6).contiguous()
+    reverse = 11 - left_to_right
+    for ranks in (left_to_right, reverse):
+        assert torch.allclose(chain_rule_nll(chain, x, ranks=ranks), -chain.log_prob(x), atol=1e-4)
+    given = torch.zeros_like(x, dtype=torch.bool)
+    given[..., :3] = True
+    free_ranks = torch.where(given, torch.zeros_like(x), left_to_right - 6)
+    expected = -torch.log(P[x[..., 2:-1], x[..., 3:]]).sum((-1, -2))
+    assert torch.allclose(chain_rule_nll(chain, x, given=given, ranks=free_ranks), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="ranked 0 .. 11, once each"):
+        chain_rule_nll(chain, x, ranks=torch.zeros_like(x))
+
+
 def test_uniform_model_scores_log_k(chain) -> None:
     def uniform(x, visible, cond):
         return torch.zeros(*x.shape, 3)

@@ -302,11 +302,13 @@ class VoiceInsertionPipeline:
         seed: int = 0,
         generator: torch.Generator | None = None,
         cond: dict[str, Tensor] | None = None,
+        ranks: Tensor | None = None,
     ) -> Tensor:
         """(B,) negative log-likelihood of windows ``tokens`` (B, S, T) in nats per frame (summed over
         the voices, divided by T): the exact chain rule over one uniformly random order of the
         S x T tokens per window (stemforge-samplers' ``chain_rule_nll``), every token scored from
-        the ones before it in that order and nothing outside the window."""
+        the ones before it in that order and nothing outside the window. ``ranks`` (B, S, T) gives
+        the order instead (0 first)."""
         from stemforge.samplers.discrete_nll import chain_rule_nll, nats_per_frame
 
         if tokens.dim() != 3 or tokens.shape[1] != len(self.stems):

@@ -36,13 +36,29 @@ def chain_rule_nll(
     cond: dict[str, Tensor] | None = None,
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
+    ranks: Tensor | None = None,
 ) -> Tensor:
     """Total negative log-likelihood in nats (B,) of the free variables of ``x`` (not in ``given``)
-    under one random variable order per row."""
+    under one random variable order per row, or under the order ``ranks`` gives: an integer tensor
+    of ``x``'s shape ranking each row's free variables 0, 1, ... (e.g. Coconet's frame-major order,
+    frames in random order and the voices of a frame in random order)."""
     _check_kind(kind)
     given = torch.zeros_like(x, dtype=torch.bool) if given is None else given.bool()
     free = ~given
-    rank = random_ranks(free, generator)
+    if ranks is None:
+        rank = random_ranks(free, generator)
+    else:
+        if ranks.shape != x.shape:
+            raise ValueError(f"ranks {tuple(ranks.shape)} must have the shape of x {tuple(x.shape)}")
+        counts = free.reshape(x.shape[0], -1).sum(1)
+        expected = torch.arange(int(counts.max()) if counts.numel() else 0, device=x.device)
+        for b in range(x.shape[0]):
+            got = ranks[b][free[b]].sort().values.to(x.device)
+            if not torch.equal(got, expected[: int(counts[b])]):
+                raise ValueError(
+                    f"ranks of row {b}: the free variables must be ranked 0 .. {int(counts[b]) - 1}, once each"
+                )
+        rank = torch.where(free, ranks.to(x.device), torch.full_like(ranks.to(x.device), x[0].numel()))
     num_free = int(free.reshape(x.shape[0], -1).sum(1).max())
     total = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     for i in steps(num_free, progress):

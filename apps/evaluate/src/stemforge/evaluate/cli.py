@@ -1,0 +1,214 @@
+"""``stemforge-evaluate``: one command per protocol, each on a pipeline folder, a test set and an
+output folder.
+
+    stemforge-evaluate separation --checkpoint PIPELINE --slakh-root CORPUS --out out/eval
+    accelerate launch --num_processes 2 -m stemforge.evaluate.cli separation ...   # sharded
+    stemforge-evaluate midi --checkpoint PIPELINE --out out/eval-midi
+
+Results: ``OUT/results.json``, ``OUT/results.md``, PNG plots, per-item files under ``OUT/items``
+(an interrupted run resumes from them) and the generated audio under ``OUT/audio``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stemforge.evaluate.runner import EvaluationError
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated numbers, e.g. 1,2") from err
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _out_folder(out: Path) -> Path:
+    from stemforge.evaluate.runner import EvaluationError
+
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"--out {out}: is a file; give a folder")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    import os
+
+    if not os.access(probe, os.W_OK):
+        raise EvaluationError(f"--out {out}: {probe} is not writable; choose another folder")
+    return out
+
+
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+    if quiet:
+        return None
+    return lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def _cmd_separation(args: argparse.Namespace) -> int:
+    from stemforge.evaluate.runner import Shard
+    from stemforge.evaluate.separation import SeparationSettings, run_separation
+    from stemforge.evaluate.testset import slakh_tracks, stem_folder_tracks
+    from stemforge.pipelines import MultiTrackPipeline
+
+    out = _out_folder(Path(args.out))
+    if bool(args.slakh_root) == bool(args.stems_root):
+        raise EvaluationError("give the test set with either --slakh-root or --stems-root")
+    shard = Shard.current(cpu=args.cpu)
+    pipe = MultiTrackPipeline.from_pretrained(Path(args.checkpoint), shard.device)
+    if args.slakh_root:
+        tracks = slakh_tracks(Path(args.slakh_root), args.split, pipe.stems, args.group_by)
+        test_set = f"{args.slakh_root} ({args.split}, by {args.group_by})"
+    else:
+        tracks = stem_folder_tracks(Path(args.stems_root), pipe.stems)
+        test_set = str(args.stems_root)
+    if args.max_tracks:
+        tracks = tracks[: args.max_tracks]
+    settings = SeparationSettings(
+        methods=args.methods,
+        guidances=args.guidance,
+        steps=args.steps,
+        sampler=args.sampler,
+        eta=args.eta,
+        seed=args.seed,
+        seconds=args.seconds if args.seconds > 0 else None,
+        offset=args.offset,
+        save_audio=not args.no_audio,
+        checkpoint=str(args.checkpoint),
+        test_set=test_set,
+        stems=tuple(pipe.stems),
+    )
+    settings.check()
+    results = run_separation(
+        pipe, tracks, out, settings, shard, overwrite=args.overwrite, progress=_progress(args.quiet)
+    )
+    if results is not None:
+        print((out / "results.md").read_text())
+    return 0
+
+
+def _cmd_midi(args: argparse.Namespace) -> int:
+    from stemforge.evaluate.midi import MidiSettings, run_midi
+    from stemforge.evaluate.runner import Shard
+    from stemforge.pipelines import VoiceInsertionPipeline
+
+    out = _out_folder(Path(args.out))
+    shard = Shard.current(cpu=args.cpu)
+    pipe = VoiceInsertionPipeline.from_pretrained(Path(args.checkpoint), shard.device)
+    settings = MidiSettings(
+        split=args.split,
+        protocols=args.protocols,
+        length=args.length,
+        windows=args.windows,
+        orderings=args.orderings,
+        max_pieces=args.max_pieces,
+        max_frames=args.max_frames,
+        seed=args.seed,
+        checkpoint=str(args.checkpoint),
+    )
+    settings.check()
+    results = run_midi(pipe, out, settings, shard, overwrite=args.overwrite, progress=_progress(args.quiet))
+    if results is not None:
+        print((out / "results.md").read_text())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stemforge-evaluate",
+        description="The papers' evaluation protocols on a stemforge pipeline folder (sharded with accelerate).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--checkpoint", required=True, help="a pipeline folder (pipeline.json) or a train export"
+        )
+        p.add_argument("--out", required=True, help="output folder (results.json, results.md, PNG, items/)")
+        p.add_argument("--seed", type=int, default=0, help="base seed; item i uses seed + i (default 0)")
+        p.add_argument(
+            "--overwrite", action="store_true", help="evaluate items stored with other settings again"
+        )
+        p.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU is present")
+        p.add_argument("--quiet", action="store_true", help="no per-item progress lines")
+
+    p = sub.add_parser(
+        "separation", help="MSDM SI-SDRi and MSG-LD Mel-MSE of cfg / dirac / gaussian separation"
+    )
+    common(p)
+    p.add_argument("--slakh-root", help="a Slakh-format folder (Slakh2100, or a rendered chorale corpus)")
+    p.add_argument("--split", default="test", help="split of --slakh-root (default test)")
+    p.add_argument(
+        "--group-by",
+        default="stem_name",
+        choices=("stem_name", "inst_class"),
+        help="stem_name for rendered chorales (default), inst_class for Slakh2100",
+    )
+    p.add_argument("--stems-root", help="MUSDB-style track folders with one <stem>.wav|flac per stem")
+    p.add_argument("--max-tracks", type=int, default=0, help="evaluate the first N tracks only")
+    p.add_argument(
+        "--methods", type=_names, default=("cfg", "dirac"), help="cfg,dirac,gaussian (default cfg,dirac)"
+    )
+    p.add_argument("--guidance", type=_floats, default=(1.0, 2.0), help="CFG weights, w >= 1 (default 1,2)")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
+    p.add_argument("--sampler", default="ddim", choices=("ddim", "dpm", "ddpm"), help="default ddim")
+    p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1, the original code's)")
+    p.add_argument(
+        "--seconds", type=float, default=4.0, help="seconds per track; 0 for whole tracks (default 4)"
+    )
+    p.add_argument("--offset", type=float, default=0.0, help="start of each excerpt in seconds (default 0)")
+    p.add_argument("--no-audio", action="store_true", help="do not keep the separated stems")
+    p.set_defaults(func=_cmd_separation)
+
+    p = sub.add_parser(
+        "midi", help="JSB chorales: framewise NLL (windowed and Coconet's whole-piece protocol)"
+    )
+    common(p)
+    p.add_argument(
+        "--split", default="test", choices=("train", "valid", "test"), help="JSB split (default test)"
+    )
+    p.add_argument(
+        "--protocols", type=_names, default=("windowed",), help="windowed,coconet (default windowed)"
+    )
+    p.add_argument(
+        "--length", type=int, default=32, help="window length in 16th notes (windowed; default 32)"
+    )
+    p.add_argument(
+        "--windows", default="first", choices=("first", "all"), help="windowed: first or all windows"
+    )
+    p.add_argument("--orderings", type=int, default=5, help="coconet: random orderings averaged (default 5)")
+    p.add_argument("--max-pieces", type=int, default=0, help="evaluate the first N chorales only")
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        default=0,
+        help="coconet: the first N frames of each chorale (default: whole)",
+    )
+    p.set_defaults(func=_cmd_midi)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from stemforge.evaluate.testset import TestSetError
+    from stemforge.pipelines import PipelineError
+
+    try:
+        return int(args.func(args))
+    except (EvaluationError, TestSetError, PipelineError) as err:
+        print(f"stemforge-evaluate: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stemforge-evaluate: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

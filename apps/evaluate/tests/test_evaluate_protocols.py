@@ -192,3 +192,45 @@ def test_bad_input_is_refused_before_work(stem_set, tmp_path, capsys):
     )
     assert "nope" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_generation_fad_one_and_two_processes_agree(stem_set, tmp_path, one_thread):
+    args = ["generation", "--checkpoint", str(DEMO), "--stems-root", str(stem_set), "--steps", "1"]
+    args += ["--seconds", "3", "--quiet", "--no-audio"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert one["embedder"] == "musicnn-MSD-max_pool" and list(one["table"]) == ["generation"]
+    row = one["table"]["generation"]
+    assert row["real_embeddings"] == row["generated_embeddings"] == 2 and row["fad"] > 0
+    proc = accelerate_launch(*args, "--out", str(tmp_path / "two"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert table(tmp_path / "two") == one["table"]
+    assert (tmp_path / "two" / "results.md").is_file() and (tmp_path / "two" / "generation.png").is_file()
+
+
+@pytest.mark.slow  # 28 arrangements: about 90 s on 2 cores
+def test_arrangement_has_one_row_per_proper_subset(stem_set, tmp_path, one_thread):
+    args = ["arrangement", "--checkpoint", str(DEMO), "--stems-root", str(stem_set), "--steps", "1"]
+    args += ["--seconds", "3", "--quiet", "--out", str(tmp_path / "arr")]
+    assert main(args) == 0
+    rows = list(table(tmp_path / "arr"))
+    assert len(rows) == 14 and len(set(rows)) == 14
+    assert [len(r.split("+")) for r in rows] == [1] * 4 + [2] * 6 + [3] * 4  # no empty set, no full set
+    assert all(set(r.split("+")) < set(STEMS) for r in rows)
+    # A sub-mixture is the given originals plus what was generated: here the generated soprano.
+    mix, _ = sf.read(tmp_path / "arr" / "audio" / "arrangement" / "track0" / "soprano.wav", dtype="float32")
+    given = sum(
+        sf.read(stem_set / "track0" / f"{s}.flac", dtype="float32")[0][: 3 * 16000] for s in STEMS[1:]
+    )
+    assert mix.shape == given.shape and float(np.abs(mix - given).max()) > 1e-3
+
+
+def test_fad_of_identical_sets_is_zero():
+    from stemforge.evaluate.arrangement import fad_table
+
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randn(40, 8, generator=gen)
+    same = fad_table([{"real": real, "row": real.clone()}], ["row"])["row"]["fad"]
+    shifted = fad_table([{"real": real, "row": real + 1.0}], ["row"])["row"]["fad"]
+    assert same == pytest.approx(0.0, abs=1e-9)
+    assert shifted == pytest.approx(8.0, rel=1e-6)  # |mean shift|^2 = 8 x 1^2, covariances equal

@@ -101,7 +101,7 @@ def test_chain_rule_nll_under_a_given_order(chain) -> None:
     free_ranks = torch.where(given, torch.zeros_like(x), left_to_right - 6)
     expected = -torch.log(P[x[..., 2:-1], x[..., 3:]]).sum((-1, -2))
     assert torch.allclose(chain_rule_nll(chain, x, given=given, ranks=free_ranks), expected, atol=1e-4)
-    with pytest.raises(ValueError, match="ranked 0 .. 11, once each"):
+    with pytest.raises(ValueError, match=r"ranked 0 \.\. 11, once each"):
         chain_rule_nll(chain, x, ranks=torch.zeros_like(x))
 
 

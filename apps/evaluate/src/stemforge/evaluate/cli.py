@@ -15,6 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from stemforge.evaluate.runner import EvaluationError
 
@@ -51,9 +52,9 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
     return lambda line: print(line, file=sys.stderr, flush=True)
 
 
-def _cmd_separation(args: argparse.Namespace) -> int:
+def _audio_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Output folder, shard, pipeline, tracks and the test set's description, checked before any work."""
     from stemforge.evaluate.runner import Shard
-    from stemforge.evaluate.separation import SeparationSettings, run_separation
     from stemforge.evaluate.testset import slakh_tracks, stem_folder_tracks
     from stemforge.pipelines import MultiTrackPipeline
 
@@ -70,9 +71,18 @@ def _cmd_separation(args: argparse.Namespace) -> int:
         test_set = str(args.stems_root)
     if args.max_tracks:
         tracks = tracks[: args.max_tracks]
-    settings = SeparationSettings(
-        methods=args.methods,
-        guidances=args.guidance,
+    return out, shard, pipe, tracks, test_set
+
+
+def _run_audio_protocol(args: argparse.Namespace, settings_cls: type, run: Any, **specific: Any) -> int:
+    """Build the protocol's settings from the shared audio options, check them, run, print the table."""
+    out, shard, pipe, tracks, test_set = _audio_setup(args)
+    if args.command in ("generation", "arrangement") and pipe.mode != "msgld":
+        raise EvaluationError(
+            f"--checkpoint {args.checkpoint}: a {pipe.mode} model; generation and arrangement need a joint "
+            "multi-stem model (MSG-LD)"
+        )
+    settings = settings_cls(
         steps=args.steps,
         sampler=args.sampler,
         eta=args.eta,
@@ -83,14 +93,31 @@ def _cmd_separation(args: argparse.Namespace) -> int:
         checkpoint=str(args.checkpoint),
         test_set=test_set,
         stems=tuple(pipe.stems),
+        **specific,
     )
     settings.check()
-    results = run_separation(
+    results = run(
         pipe, tracks, out, settings, shard, overwrite=args.overwrite, progress=_progress(args.quiet)
     )
     if results is not None:
         print((out / "results.md").read_text())
     return 0
+
+
+def _cmd_generation(args: argparse.Namespace) -> int:
+    from stemforge.evaluate.arrangement import GenerationSettings, run_generation
+
+    return _run_audio_protocol(
+        args, GenerationSettings, run_generation, protocol=args.command, embedder=args.embedder
+    )
+
+
+def _cmd_separation(args: argparse.Namespace) -> int:
+    from stemforge.evaluate.separation import SeparationSettings, run_separation
+
+    return _run_audio_protocol(
+        args, SeparationSettings, run_separation, methods=args.methods, guidances=args.guidance
+    )
 
 
 def _cmd_midi(args: argparse.Namespace) -> int:
@@ -138,33 +165,52 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU is present")
         p.add_argument("--quiet", action="store_true", help="no per-item progress lines")
 
+    def audio(p: argparse.ArgumentParser) -> None:
+        common(p)
+        p.add_argument("--slakh-root", help="a Slakh-format folder (Slakh2100, or a rendered chorale corpus)")
+        p.add_argument("--split", default="test", help="split of --slakh-root (default test)")
+        p.add_argument(
+            "--group-by",
+            default="stem_name",
+            choices=("stem_name", "inst_class"),
+            help="stem_name for rendered chorales (default), inst_class for Slakh2100",
+        )
+        p.add_argument("--stems-root", help="MUSDB-style track folders with one <stem>.wav|flac per stem")
+        p.add_argument("--max-tracks", type=int, default=0, help="evaluate the first N tracks only")
+        p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
+        p.add_argument("--sampler", default="ddim", choices=("ddim", "dpm", "ddpm"), help="default ddim")
+        p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1, the original code's)")
+        p.add_argument(
+            "--seconds", type=float, default=4.0, help="seconds per track; 0 for whole tracks (default 4)"
+        )
+        p.add_argument(
+            "--offset", type=float, default=0.0, help="start of each excerpt in seconds (default 0)"
+        )
+        p.add_argument("--no-audio", action="store_true", help="do not keep the audio it generates")
+
     p = sub.add_parser(
         "separation", help="MSDM SI-SDRi and MSG-LD Mel-MSE of cfg / dirac / gaussian separation"
     )
-    common(p)
-    p.add_argument("--slakh-root", help="a Slakh-format folder (Slakh2100, or a rendered chorale corpus)")
-    p.add_argument("--split", default="test", help="split of --slakh-root (default test)")
-    p.add_argument(
-        "--group-by",
-        default="stem_name",
-        choices=("stem_name", "inst_class"),
-        help="stem_name for rendered chorales (default), inst_class for Slakh2100",
-    )
-    p.add_argument("--stems-root", help="MUSDB-style track folders with one <stem>.wav|flac per stem")
-    p.add_argument("--max-tracks", type=int, default=0, help="evaluate the first N tracks only")
+    audio(p)
     p.add_argument(
         "--methods", type=_names, default=("cfg", "dirac"), help="cfg,dirac,gaussian (default cfg,dirac)"
     )
     p.add_argument("--guidance", type=_floats, default=(1.0, 2.0), help="CFG weights, w >= 1 (default 1,2)")
-    p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
-    p.add_argument("--sampler", default="ddim", choices=("ddim", "dpm", "ddpm"), help="default ddim")
-    p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1, the original code's)")
-    p.add_argument(
-        "--seconds", type=float, default=4.0, help="seconds per track; 0 for whole tracks (default 4)"
-    )
-    p.add_argument("--offset", type=float, default=0.0, help="start of each excerpt in seconds (default 0)")
-    p.add_argument("--no-audio", action="store_true", help="do not keep the separated stems")
     p.set_defaults(func=_cmd_separation)
+
+    for name, text in (
+        ("generation", "FAD of mixtures generated from nothing (w = 0) against the test mixtures"),
+        ("arrangement", "FAD of the 14 sub-mixtures (each subset of stems generated given the others)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        audio(p)
+        p.add_argument(
+            "--embedder",
+            default="musicnn-max_pool",
+            choices=("musicnn-max_pool", "musicnn-mean_pool", "musicnn-penultimate"),
+            help="FAD embedder (default musicnn-max_pool)",
+        )
+        p.set_defaults(func=_cmd_generation)
 
     p = sub.add_parser(
         "midi", help="JSB chorales: framewise NLL (windowed and Coconet's whole-piece protocol)"

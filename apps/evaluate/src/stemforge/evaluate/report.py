@@ -128,3 +128,48 @@ def separation_png(path: Path, results: dict[str, Any], stems: Sequence[str]) ->
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
+
+
+def fad_markdown(results: dict[str, Any]) -> str:
+    s = results["settings"]
+    span = "whole tracks" if s["seconds"] is None else f"{s['seconds']:g} s each"
+    what = (
+        "generated mixtures (all stems from nothing, w = 0)"
+        if results["protocol"] == "generation"
+        else "sub-mixtures: the stems of each subset generated given the track's other stems, mixed with those originals"
+    )
+    lines = [
+        f"# {results['protocol'].capitalize()}",
+        "",
+        f"Checkpoint `{s['checkpoint']}`, test set `{s['test_set']}`: {len(results['tracks'])} tracks "
+        f"({span} from {s['offset']:g} s). Sampler {s['sampler']}, {s['steps']} steps, eta {s['eta']:g}, seed {s['seed']}.",
+        "",
+        f"FAD (lower is better, embedder {results['embedder']}, float64 statistics) of the {what}, "
+        "against the test mixtures.",
+        "",
+        "| generated | FAD | embeddings (test / generated) |",
+        "|---|---|---|",
+    ]
+    for row, r in results["table"].items():
+        lines.append(f"| {row} | {r['fad']:.3f} | {r['real_embeddings']} / {r['generated_embeddings']} |")
+    return "\n".join(lines) + "\n"
+
+
+def fad_png(path: Path, results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(results["table"])
+    values = [results["table"][r]["fad"] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.55 * len(rows) + 1.5), 3.4))
+    ax.bar(range(len(rows)), values, color="tab:blue")
+    ax.set_xticks(range(len(rows)), rows, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(f"FAD ({results['embedder']})")
+    ax.set_title(f"{results['protocol'].capitalize()}, {len(results['tracks'])} tracks")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

@@ -8,6 +8,7 @@ from stemforge.pipelines.chunking import chunk_plan, crossfade_weights, run_chun
 from stemforge.pipelines.errors import PipelineError
 from stemforge.pipelines.format import FORMAT, FORMAT_VERSION, PIPELINE_KINDS, folder_kind
 from stemforge.pipelines.loading import AudioModel, load_audio_model
+from stemforge.pipelines.msgld import load_msgld_checkpoint
 from stemforge.pipelines.multitrack import MAX_GENERATE_SECONDS, MultiTrackPipeline
 from stemforge.pipelines.progress import Reporter, SilentReporter
 from stemforge.pipelines.sampling import SamplingOptions
@@ -37,6 +38,7 @@ __all__ = [
     "folder_kind",
     "limit_mix",
     "load_audio_model",
+    "load_msgld_checkpoint",
     "run_chunked",
     "run_continued",
 ]

@@ -325,6 +325,163 @@ def test_ddim_timesteps_and_parameters(
         close(params[name], ref[f"ddim{num_steps}.{name}"], rtol=1e-6, atol=0)
 
 
+# ---- the recorded sampler conventions -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved(
+    pipes: dict[str, MultiTrackPipeline], tmp_path_factory: pytest.TempPathFactory
+) -> MultiTrackPipeline:
+    """The EMA pipeline written with save_pretrained and read back: the conventions come from
+    its pipeline.json."""
+    folder = pipes["ema"].save_pretrained(tmp_path_factory.mktemp("conventions") / "msgld")
+    return MultiTrackPipeline.from_pretrained(folder)
+
+
+def test_conventions_recorded_in_pipeline_json(saved: MultiTrackPipeline) -> None:
+    import json
+
+    from stemforge.pipelines.sampling import SamplerDefaults, default_eta, default_separation_guidance
+
+    manifest = json.loads((saved.path / "pipeline.json").read_text())
+    assert manifest["sampler_defaults"] == {
+        "ddim_timesteps": "msgld",
+        "eta": 1.0,
+        "unconditional": "zero_mix",
+        "guidance": {"separate": 1.0, "generate": 0.0, "arrange": 0.0},
+    }
+    assert saved.sampler_defaults == SamplerDefaults.msgld(1.0)
+    assert default_eta(saved) == 1.0 and default_separation_guidance(saved) == 1.0
+
+
+@pytest.mark.parametrize("num_steps", [20, 200])
+def test_recorded_ddim_timesteps(
+    saved: MultiTrackPipeline, ref: dict[str, torch.Tensor], num_steps: int
+) -> None:
+    from stemforge.pipelines.sampling import ddim_grid
+
+    plan = ddim_grid(saved, num_steps)
+    assert plan is not None
+    grid, final = plan
+    assert grid[::-1] == [float(t) for t in ref[f"ddim{num_steps}.timesteps"]] and final == 0.0
+    # S not dividing 1000 gives the original's longer grid.
+    assert len(ddim_grid(saved, 300)[0]) == 334  # type: ignore[index]
+
+
+def test_sampling_under_recorded_conventions_visits_the_original_levels(
+    saved: MultiTrackPipeline, ref: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole 20-step DDIM run through the pipelines' sampler wiring calls the U-Net at the
+    original's timesteps and steps between the original's alphas / alphas_prev, the last step to
+    alphas_cumprod[0] (not the clean sample), with eta 1."""
+    import dataclasses
+
+    import stemforge.samplers.ddim as ddim_module
+    from stemforge.pipelines.sampling import SamplingOptions, default_eta, sample_model
+
+    called: list[float] = []
+    levels: list[tuple[float, float, float]] = []
+    real_step = ddim_module.ddim_step
+
+    def spy_step(x0, eps, abar_t, abar_next, eta, noise):  # type: ignore[no-untyped-def]
+        levels.append((float(abar_t), float(abar_next), eta))
+        return real_step(x0, eps, abar_t, abar_next, eta, noise)
+
+    def unet(x: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        called.append(float(t[0]))
+        return torch.zeros_like(x)  # the levels do not depend on the prediction
+
+    monkeypatch.setattr(ddim_module, "ddim_step", spy_step)
+    model = dataclasses.replace(saved, unet=unet)
+    x_T = ref["unet.z_t"][:1]
+    options = SamplingOptions(steps=20, eta=default_eta(saved))
+    sample_model(
+        model, x_T, options, cond={"mix_latent": ref["unet.mix_latent"][:1]}, guidance=1.0, generator=None
+    )
+    assert called == [float(t) for t in ref["ddim20.timesteps"].flip(0)]
+    close(torch.tensor([a for a, _, _ in levels]), ref["ddim20.alphas"].flip(0).double(), rtol=1e-6, atol=0)
+    close(torch.tensor([b for _, b, _ in levels]), ref["ddim20.alphas_prev"].flip(0), rtol=1e-6, atol=0)
+    assert levels[-1][1] == pytest.approx(float(ref["schedule.alphas_cumprod"][0]), rel=1e-6)
+    assert {eta for _, _, eta in levels} == {1.0}
+
+
+def test_guided_ddim_step_under_recorded_conventions(
+    saved: MultiTrackPipeline, ref: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ddim_step.x_prev`` from the pipelines' own wiring: the recorded grid (step 160 of 200,
+    t = 801 -> 796), the recorded unconditional branch (zero mixture) and eta, guidance 2 (the
+    reference's w), through stemforge-samplers' ``ddim_sample``."""
+    import stemforge.samplers.ddim as ddim_module
+    from stemforge.pipelines.sampling import ddim_grid, default_eta, guided, unconditional
+    from stemforge.samplers import ddim_sample
+
+    x, mix = ref["unet.z_t"], ref["cond.c_concat"][:, 0]
+    grid, _ = ddim_grid(saved, 200)  # type: ignore[misc]
+    position = 199 - int(ref["ddim_step.index"])
+    assert (grid[position], grid[position + 1]) == (801.0, 796.0)
+    null = unconditional(saved, x)
+    assert not bool(null["drop"].any()) and not bool(null["mix_latent"].any())
+    calls: list[dict[str, torch.Tensor]] = []
+    unet = saved.unet
+
+    def recording(x: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        assert cond is not None
+        calls.append(cond)
+        return unet(x, t, cond)
+
+    model = guided(saved, 2.0, {"mix_latent": mix}, x)
+    model.model = recording  # type: ignore[attr-defined]
+    monkeypatch.setattr(ddim_module, "randn_like", lambda like, generator: ref["ddim_step.noise"])
+    x_prev = ddim_sample(
+        model,
+        x,
+        saved.schedule,
+        eta=default_eta(saved),
+        cond={"mix_latent": mix},
+        grid=[grid[position]],
+        final_timestep=grid[position + 1],
+    )
+    # One batched call: the unconditional rows see an all-zero mixture, nothing dropped.
+    (cond,) = calls
+    assert not bool(cond["drop"].any())
+    assert torch.equal(cond["mix_latent"][2:], torch.zeros_like(mix))
+    close(x_prev, ref["ddim_step.x_prev"])
+
+
+def test_folders_without_conventions_keep_stemforge_defaults(
+    pipes: dict[str, MultiTrackPipeline], tmp_path: Path
+) -> None:
+    import dataclasses
+    import json
+
+    from stemforge.pipelines.generate import null_condition
+    from stemforge.pipelines.sampling import ddim_grid, ddim_spacing, default_eta, default_separation_guidance
+
+    plain = dataclasses.replace(pipes["ema"], sampler_defaults=None)
+    folder = plain.save_pretrained(tmp_path / "plain")
+    assert "sampler_defaults" not in json.loads((folder / "pipeline.json").read_text())
+    again = MultiTrackPipeline.from_pretrained(folder)
+    assert again.sampler_defaults is None
+    assert ddim_grid(again, 200) is None and ddim_spacing(again) == {}
+    assert default_eta(again) == 1.0 and default_separation_guidance(again) == 2.0
+    assert bool(null_condition(again, torch.zeros(2, 4, 8, 4, 16))["drop"].all())
+
+
+def test_bad_sampler_defaults_entry(pipes: dict[str, MultiTrackPipeline], tmp_path: Path) -> None:
+    import json
+
+    folder = pipes["ema"].save_pretrained(tmp_path / "bad")
+    manifest = json.loads((folder / "pipeline.json").read_text())
+    for entry, message in (
+        ({"ddim_timesteps": "karras"}, r"ddim_timesteps 'karras'"),
+        ({"guidance": {"generate": 2.0}}, r"guidance\.generate 2\.0: generate runs the unconditional model"),
+        ({"schedule": 1}, r"unknown entries \['schedule'\]"),
+    ):
+        (folder / "pipeline.json").write_text(json.dumps({**manifest, "sampler_defaults": entry}))
+        with pytest.raises(PipelineError, match=r"pipeline\.json: .*" + message):
+            MultiTrackPipeline.from_pretrained(folder)
+
+
 # ---- round trip through the stemforge pipeline format ------------------------------------------
 
 

@@ -6,6 +6,7 @@
     stemforge-insert arrange --given bass=B.wav,drums=D.wav --out DIR
     stemforge-insert audio MIX.wav --stem drums --instruction "..." --out DIR
     stemforge-insert accompany MIX.wav --stem bass [--style REF.wav --style-strength 0.7] [--guidance 3 --rescale 0.7] --out DIR
+    stemforge-insert import-msgld MODEL.ckpt --config EVAL.yaml [--vocoder-config config_16k_64.json] --out DIR
 
 Audio of any length and sample rate is resampled to the model's rate, processed in overlapping
 crossfaded chunks and written at the input's rate. Problems with the input print one message
@@ -58,7 +59,9 @@ def _options(args: argparse.Namespace):
     from stemforge.pipelines.chunked import ChunkOptions
     from stemforge.pipelines.sampling import SamplingOptions
 
-    sampling = SamplingOptions(steps=args.steps, sampler=args.sampler, eta=args.eta, seed=args.seed)
+    # --eta left out: 1 here (checked before loading), then the model's recorded eta (_run_audio_command).
+    eta = 1.0 if args.eta is None else args.eta
+    sampling = SamplingOptions(steps=args.steps, sampler=args.sampler, eta=eta, seed=args.seed)
     chunking = ChunkOptions(
         chunk_seconds=args.chunk_seconds, overlap=args.overlap, batch_size=args.batch_size
     )
@@ -79,13 +82,22 @@ def _run_audio_command(
     ``outputs(model)``: the file names the command writes into ``--out``, refused up front if they
     exist (unless ``--overwrite``), so that no sampling time is spent on a result that cannot be kept.
     """
+    import dataclasses
+
     from stemforge.insert.outputs import refuse_existing
     from stemforge.insert.progress import Reporter
     from stemforge.pipelines.chunked import OutputChecks
+    from stemforge.pipelines.sampling import default_eta, default_separation_guidance
 
     sampling, chunking, inputs = _options(args)
     model = _audio_model(args)
     sampling.check_schedule(model.schedule.num_steps)
+    # Options left out take the values the pipeline records (an imported MSG-LD checkpoint: eta 1,
+    # separation w from its config), else stemforge's defaults (eta 1, separation w 2).
+    if args.eta is None:
+        sampling = dataclasses.replace(sampling, eta=default_eta(model))
+    if "guidance" in options and options["guidance"] is None:
+        options["guidance"] = default_separation_guidance(model)
     refuse_existing([Path(args.out) / name for name in outputs(model)], overwrite=args.overwrite)
     if takes_inputs:
         options["inputs"] = inputs
@@ -110,6 +122,45 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     cls = VoiceInsertionPipeline if folder_kind(source) == "voice-insertion" else MultiTrackPipeline
     pipe = cls.from_pretrained(source)
     dtype = {"float32": None, "float16": torch.float16}[args.dtype]
+    _report([pipe.save_pretrained(out, dtype)])
+    return 0
+
+
+def _cmd_import_msgld(args: argparse.Namespace) -> int:
+    """Convert an original MSG-LD Lightning checkpoint once into a pipeline folder (the original's
+    sampler conventions recorded in its pipeline.json). Every input is checked before any work."""
+    out = Path(args.out)
+    if out.exists() and not (out / "pipeline.json").is_file():
+        raise InsertError(f"--out {out}: exists and is not a pipeline folder; choose a new folder")
+    if out.exists() and not args.overwrite:
+        raise InsertError(f"--out {out}: already holds a pipeline; pass --overwrite to replace it")
+    ckpt = Path(args.ckpt)
+    if not ckpt.is_file():
+        raise InsertError(
+            f"{ckpt}: no such file; give the MSG-LD Lightning checkpoint (.ckpt, e.g. from the Zenodo record)"
+        )
+    try:
+        with ckpt.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as err:
+        raise InsertError(f"{ckpt}: cannot be read ({err.strerror or err})") from err
+    if not (magic.startswith(b"PK\x03\x04") or magic.startswith(b"\x80")):
+        raise InsertError(
+            f"{ckpt}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle); give the "
+            "MSG-LD Lightning checkpoint (.ckpt)"
+        )
+    for option, value in (("--config", args.config), ("--vocoder-config", args.vocoder_config)):
+        if value is not None and not Path(value).is_file():
+            raise InsertError(f"{option} {value}: no such file")
+    import torch
+
+    from stemforge.pipelines.msgld import load_msgld_checkpoint, read_msgld_config
+
+    config = read_msgld_config(args.config)
+    dtype = {"float32": None, "float16": torch.float16}[args.dtype]
+    if not args.quiet:
+        print(f"{PROG}: reading {ckpt} ({args.weights} weights)", file=sys.stderr)
+    pipe = load_msgld_checkpoint(ckpt, config, vocoder_config=args.vocoder_config, weights=args.weights)
     _report([pipe.save_pretrained(out, dtype)])
     return 0
 
@@ -257,7 +308,12 @@ def _common(p: argparse.ArgumentParser, *, audio: bool = True) -> None:
     p.add_argument(
         "--sampler", default="ddim", choices=("ddim", "dpm", "ddpm"), help="sampler (default ddim)"
     )
-    p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1, MSG-LD's choice)")
+    p.add_argument(
+        "--eta",
+        type=float,
+        default=None,
+        help="DDIM eta (default: the checkpoint's recorded value, else 1, MSG-LD's choice)",
+    )
     p.add_argument("--batch-size", type=int, default=1, help="chunks sampled together (default 1)")
     p.add_argument(
         "--chunk-seconds", type=float, default=None, help="chunk length (default: the training segment)"
@@ -341,11 +397,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_convert)
 
+    p = sub.add_parser(
+        "import-msgld",
+        help="convert an original MSG-LD checkpoint (.ckpt + its YAML) into a pipeline folder",
+    )
+    p.add_argument("ckpt", help="the MSG-LD PyTorch-Lightning checkpoint (.ckpt)")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="the YAML it was trained with (e.g. multichannel_musicldm_slakh_3d_eval.yaml)",
+    )
+    p.add_argument(
+        "--vocoder-config",
+        default=None,
+        help="the HiFi-GAN JSON (MSG-LD's src/hifigan/config_16k_64.json; default: the released values)",
+    )
+    p.add_argument(
+        "--weights",
+        default="ema",
+        choices=("ema", "raw"),
+        help="the EMA weights (default, what MSG-LD samples with) or the raw ones",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "float16"),
+        help="storage type of the U-Net's weights (float16 halves the folder; they load into float32)",
+    )
+    p.add_argument("--out", required=True, help="the pipeline folder to write (pipeline.json + components)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it is a pipeline folder already"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=_cmd_import_msgld)
+
     p = sub.add_parser("separate", help="separate a mixture into the model's stems")
     p.add_argument("mix", help="mixture audio file (WAV, FLAC, OGG), any length and rate")
     p.add_argument("--out", required=True, help="output folder (one WAV per stem)")
     p.add_argument("--method", default="cfg", choices=("cfg", "dirac", "gaussian"), help="default cfg")
-    p.add_argument("--guidance", type=float, default=2.0, help="CFG scale w (default 2)")
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="CFG scale w (default: the checkpoint's recorded value, e.g. 1 for an imported MSG-LD, else 2)",
+    )
     _common(p)
     p.set_defaults(func=_cmd_separate)
 

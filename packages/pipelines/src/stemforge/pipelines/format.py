@@ -5,7 +5,9 @@
     pipeline.json        {"format": "stemforge-pipeline", "format_version": 1, "kind": "multitrack",
                           "components": {"unet": "unet3d", "codec": "codec", ...}, "stems": [...],
                           "sample_rate": 16000, "schedule": {...}, "prediction": "epsilon",
-                          "mode": "msgld", "label": ..., "packages": {name: version}, ...}
+                          "mode": "msgld", "label": ..., "packages": {name: version}, ...,
+                          "sampler_defaults": {...}  (only when the pipeline records conventions,
+                          e.g. an imported MSG-LD checkpoint: see sampling.SamplerDefaults)}
     unet/                config.json + model.safetensors (stemforge-unet3d)
     codec/               config.json + model.safetensors (stemforge-codec's save_codec format)
     style/               config.json + model.safetensors (stemforge-conditioning StyleEncoder), if any
@@ -204,6 +206,8 @@ def save_multitrack(pipe: MultiTrackPipeline, path: Path, dtype: torch.dtype | N
             "storage_dtype": _dtype_name(dtype),
             "packages": _versions(),
         }
+        if pipe.sampler_defaults is not None:
+            manifest["sampler_defaults"] = pipe.sampler_defaults.to_dict()
         (tmp / PIPELINE_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
     return _write_atomically(path, fill)
@@ -260,6 +264,11 @@ def load_multitrack(
         raise PipelineError(
             f"{path}: a component does not load ({type(err).__name__}: {err}); write the folder again"
         ) from err
+    sampler_defaults = None
+    if manifest.get("sampler_defaults") is not None:
+        from stemforge.pipelines.sampling import SamplerDefaults
+
+        sampler_defaults = SamplerDefaults.from_dict(manifest["sampler_defaults"], str(path / PIPELINE_FILE))
     if int(manifest["sample_rate"]) != int(codec.sample_rate):
         raise PipelineError(
             f"{path}: pipeline.json says {manifest['sample_rate']} Hz but the codec runs at {codec.sample_rate} Hz"
@@ -278,6 +287,7 @@ def load_multitrack(
         style_encoder=style_encoder,
         text_encoder_config=text,
         insert_stems=tuple(manifest.get("insert_stems") or ()),
+        sampler_defaults=sampler_defaults,
     ).to(torch.device(device))
 
 

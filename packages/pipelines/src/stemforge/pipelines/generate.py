@@ -4,26 +4,33 @@ mixture conditioning is replaced by the model's null conditioning, one unconditi
 A long generation is one continuous piece: chunk k > 0 continues chunk k - 1 by inpainting over
 time (RePaint eq. 8, Lugmayr et al. 2022, stemforge-samplers ``inpaint_sample`` with a mask over
 time frames): the frames it shares with the chunks before it are known (their generated latents,
-forward-noised at every step) and only its new frames are sampled."""
+forward-noised at every step) and only its new frames are sampled.
+
+Under a pipeline's recorded MSG-LD conventions the DDIM grid is the original's (inpainting takes
+``spacing="leading"``, the same grid when the steps divide the training steps)."""
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from stemforge.pipelines.loading import AudioModel
-from stemforge.pipelines.sampling import Generators, Progress, SamplingOptions, sample_model
+from stemforge.pipelines.sampling import (
+    Generators,
+    Progress,
+    SamplingOptions,
+    ddim_spacing,
+    sample_model,
+    unconditional,
+)
 
 CONTINUATION = "continuing a generation from the previous chunk (inpainting)"
 
 
 def null_condition(model: AudioModel, like: Tensor) -> dict[str, Tensor]:
-    """The dropped mixture condition for latents ``like`` (n, S, C, T, F)."""
-    n = like.shape[0]
-    return {
-        "mix_latent": torch.zeros(n, *like.shape[2:], device=like.device),
-        "drop": torch.ones(n, dtype=torch.bool, device=like.device),
-    }
+    """The dropped mixture condition for latents ``like`` (n, S, C, T, F): a zero mixture with the
+    ``drop`` flag, or the zero mixture alone when the pipeline records ``unconditional="zero_mix"``
+    (the original MSG-LD's input)."""
+    return unconditional(model, like)
 
 
 def inpaint_latents(
@@ -55,6 +62,7 @@ def inpaint_latents(
         prediction=model.prediction,
         generator=generator,
         progress=progress,  # type: ignore[arg-type]
+        **ddim_spacing(model),
     )
 
 

@@ -27,6 +27,7 @@ import torch
 from stemforge.pipelines.errors import PipelineError
 
 if TYPE_CHECKING:
+    from stemforge.pipelines.sampling import SamplerDefaults
     from stemforge.samplers import Prediction
 
 CONFIG_FILE = "config.json"
@@ -54,6 +55,9 @@ class AudioModel:
     """``config.json["text_encoder"]`` of a text-conditioned model (None otherwise)."""
     insert_stems: tuple[str, ...] = ()
     """The stems a subtractive model was trained to insert."""
+    sampler_defaults: SamplerDefaults | None = None
+    """Sampler conventions the pipeline records (``pipeline.json`` ``"sampler_defaults"``, e.g. an
+    imported MSG-LD checkpoint's); None: stemforge's defaults."""
     _text_encoder: Any = field(default=None, init=False, repr=False)
 
     @property

@@ -29,7 +29,10 @@ configs use (this package does not depend on PyYAML); a caller may instead pass 
 The vocoder's shape is not in the YAML (the original reads ``src/hifigan/config_16k_64.json``):
 ``vocoder_config`` takes that JSON (path or dict); without it the released file's values are used.
 
-Conventions of the original that stemforge's defaults do not share, provided here as helpers:
+The loaded pipeline records the original's sampler conventions (``sampler_defaults``: DDIM grid
+and last step, eta 1, zero-mixture unconditional branch, guidance scales), so that its tasks and a
+folder saved from it sample as the original does. Conventions of the original that stemforge's
+defaults do not share, provided here as helpers:
 :func:`msgld_ddim_parameters` (``make_ddim_timesteps("uniform")`` = ``range(0, N, N // S) + 1`` and
 ``alphas_prev[0] = alphas_cumprod[0]``), :func:`msgld_log_mel` (the ``TacotronSTFT`` front end:
 centred frames, ``1 + N // hop`` of them) and :func:`msgld_schedule_buffers`.
@@ -317,6 +320,7 @@ class _Settings:
     schedule: Any  # ScheduleConfig
     stems: tuple[str, ...]
     latent_t_size: int
+    separate_guidance: float
 
 
 def _get(config: Mapping[str, Any], dotted: str, source: str, default: Any = ...) -> Any:
@@ -445,7 +449,19 @@ def _settings(config: Mapping[str, Any], source: str) -> _Settings:
         raise PipelineError(
             f"{source}: latent_f_size {latent_f_size} x VAE compression {vae.compression} != {mel.n_mels} mel bands"
         )
-    return _Settings(unet, vae, mel, schedule, stems, latent_t_size)
+    # generate_sample's w for separation (the eval config has 1.0; the original's default is 1.0).
+    guidance = _get(params, "evaluation_params.unconditional_guidance_scale", source, 1.0)
+    try:
+        separate_guidance = float(guidance)
+    except (TypeError, ValueError) as err:
+        raise PipelineError(
+            f"{source}: model.params.evaluation_params.unconditional_guidance_scale = {guidance!r} is not a number"
+        ) from err
+    if not separate_guidance >= 0:
+        raise PipelineError(
+            f"{source}: model.params.evaluation_params.unconditional_guidance_scale = {guidance!r} must be >= 0"
+        )
+    return _Settings(unet, vae, mel, schedule, stems, latent_t_size, separate_guidance)
 
 
 def _vocoder_config(value: str | Path | Mapping[str, Any] | None, mel: Any) -> Any:
@@ -777,6 +793,13 @@ def load_msgld_checkpoint(
 ) -> Any:
     """An original MSG-LD checkpoint as a :class:`~stemforge.pipelines.MultiTrackPipeline`.
 
+    The pipeline records the original's sampler conventions
+    (:meth:`~stemforge.pipelines.sampling.SamplerDefaults.msgld`, saved in ``pipeline.json``): the
+    ``make_ddim_timesteps("uniform")`` DDIM grid whose last step stops at ``alphas_cumprod[0]``,
+    eta 1, an all-zero mixture latent for the unconditional branch, separation with the config's
+    ``evaluation_params.unconditional_guidance_scale`` (default 1) and w = 0 for generation and
+    arrangement.
+
     ``config_path``: the YAML it was trained with (or its parsed dict); ``vocoder_config``: the
     HiFi-GAN JSON (path or dict; default the released ``config_16k_64.json`` values);
     ``weights``: ``"ema"`` (default, the weights the original samples with) or ``"raw"``. Every
@@ -785,6 +808,7 @@ def load_msgld_checkpoint(
     """
     from stemforge.codec import MelVAECodec, MelVAECodecConfig, map_hifigan_state_dict, map_ldm_vae_state_dict
     from stemforge.pipelines.multitrack import MultiTrackPipeline
+    from stemforge.pipelines.sampling import SamplerDefaults
     from stemforge.samplers import NoiseSchedule
     from stemforge.unet3d import UNet3D
 
@@ -841,4 +865,5 @@ def load_msgld_checkpoint(
         target=None,
         label=f"MSG-LD {ckpt.stem} ({weights} weights)",
         segment_seconds=settings.latent_t_size * settings.vae.compression * mel.hop_length / mel.sample_rate,
+        sampler_defaults=SamplerDefaults.msgld(settings.separate_guidance),
     ).to(torch.device(device))

@@ -9,10 +9,15 @@ waveforms at the input's rate and length::
     pipe = MultiTrackPipeline.from_pretrained("path/to/pipeline")
     stems = pipe.separate(mix, 16000, method="dirac", steps=50, seed=0)   # {"bass": (N,), ...}
 
-Options common to every method: ``steps``, ``sampler`` ("ddim", "dpm", "ddpm"), ``eta``, ``seed``,
-``chunk_seconds`` (default: the training segment), ``overlap``, ``batch_size``, ``reporter`` (an
-object with ``start_chunks / chunks_done / steps / note``, :mod:`stemforge.pipelines.progress`)
-and ``allow_degenerate``.
+Options common to every method: ``steps``, ``sampler`` ("ddim", "dpm", "ddpm"), ``eta`` (default:
+the pipeline's recorded value, else 1), ``seed``, ``chunk_seconds`` (default: the training
+segment), ``overlap``, ``batch_size``, ``reporter`` (an object with ``start_chunks / chunks_done /
+steps / note``, :mod:`stemforge.pipelines.progress`) and ``allow_degenerate``.
+
+A pipeline may record sampler conventions (``sampler_defaults``,
+:class:`~stemforge.pipelines.sampling.SamplerDefaults`; an imported MSG-LD checkpoint records the
+original's DDIM grid, eta, zero-mixture unconditional branch and guidance scales); without them
+the defaults above hold.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from stemforge.pipelines.generate import generate_chunk
 from stemforge.pipelines.insert import insert_chunk
 from stemforge.pipelines.loading import AudioModel
 from stemforge.pipelines.progress import Reporter, SilentReporter
-from stemforge.pipelines.sampling import SamplingOptions
+from stemforge.pipelines.sampling import DEFAULT_ETA, SamplingOptions, default_separation_guidance
 from stemforge.pipelines.separate import METHODS, Method, separate_chunk
 
 #: The longest generation accepted (one hour of audio is a mistake, not a request).
@@ -47,9 +52,11 @@ MAX_GENERATE_SECONDS = 600.0
 
 
 def _options(
+    defaults: Any = None,
+    *,
     steps: int = 50,
     sampler: str = "ddim",
-    eta: float = 1.0,
+    eta: float | None = None,
     seed: int = 0,
     chunk_seconds: float | None = None,
     overlap: float = 0.25,
@@ -57,6 +64,8 @@ def _options(
     reporter: Reporter | None = None,
     allow_degenerate: bool = False,
 ) -> tuple[SamplingOptions, ChunkOptions, Reporter, OutputChecks]:
+    if eta is None:
+        eta = DEFAULT_ETA if defaults is None else defaults.eta
     return (
         SamplingOptions(steps=steps, sampler=sampler, eta=eta, seed=seed),  # type: ignore[arg-type]
         ChunkOptions(chunk_seconds=chunk_seconds, overlap=overlap, batch_size=batch_size),
@@ -484,11 +493,20 @@ class MultiTrackPipeline(AudioModel):
     # ---- the public tensor API
 
     def separate(
-        self, mix: Tensor, sample_rate: int, *, method: str = "cfg", guidance: float = 2.0, **options: Any
+        self,
+        mix: Tensor,
+        sample_rate: int,
+        *,
+        method: str = "cfg",
+        guidance: float | None = None,
+        **options: Any,
     ) -> dict[str, Tensor]:
-        """Stems of ``mix`` (N,) at ``sample_rate``: CFG separation (MSG-LD, ``guidance`` w >= 1) or
-        MSDM's Dirac / Gaussian posteriors in DDIM form. Returns {stem: (N,)}."""
-        sampling, chunking, reporter, checks = _options(**options)
+        """Stems of ``mix`` (N,) at ``sample_rate``: CFG separation (MSG-LD, ``guidance`` w >= 1;
+        default: the pipeline's recorded w, else 2) or MSDM's Dirac / Gaussian posteriors in DDIM
+        form. Returns {stem: (N,)}."""
+        sampling, chunking, reporter, checks = _options(self.sampler_defaults, **options)
+        if guidance is None:
+            guidance = default_separation_guidance(self)
         self.check_separation(method, sampling)
         waves = self.separate_waves(
             self._to_model_rate(mix, sample_rate, "mix"),
@@ -512,7 +530,7 @@ class MultiTrackPipeline(AudioModel):
     ) -> dict[str, Tensor]:
         """``seconds`` of every stem generated together (MSG-LD's total generation, w = 0), at
         ``sample_rate`` (default: the model's). Returns {stem: (N,)}."""
-        sampling, chunking, reporter, checks = _options(**options)
+        sampling, chunking, reporter, checks = _options(self.sampler_defaults, **options)
         self.check_generation(seconds)
         rate = sample_rate or self.sample_rate
         waves = self.generate_waves(
@@ -530,7 +548,7 @@ class MultiTrackPipeline(AudioModel):
     ) -> dict[str, Tensor]:
         """The missing stems generated around the ``given`` ones ({stem: (N,)} at ``sample_rate``;
         MSG-LD's arrangement by inpainting). Returns {missing stem: (N,)}."""
-        sampling, chunking, reporter, checks = _options(**options)
+        sampling, chunking, reporter, checks = _options(self.sampler_defaults, **options)
         if not given:
             raise PipelineError("arrange: give at least one stem")
         self.check_arrangement(list(given), sampling)
@@ -558,7 +576,7 @@ class MultiTrackPipeline(AudioModel):
     ) -> Tensor:
         """``stem`` (N,) inserted into ``mix`` (N,) that lacks it (Subtractive Training with a text
         ``instruction`` and CFG ``guidance``; a joint model inserts by MSDM's Dirac posterior)."""
-        sampling, chunking, reporter, checks = _options(**options)
+        sampling, chunking, reporter, checks = _options(self.sampler_defaults, **options)
         self.check_insertion(stem)
         wave = self.insert_waves(
             self._to_model_rate(mix, sample_rate, "mix"),
@@ -586,7 +604,7 @@ class MultiTrackPipeline(AudioModel):
     ) -> Tensor:
         """``stem`` (N,) accompanying ``mix`` (N,), in the timbre of ``style`` (a reference at the
         same ``sample_rate``) when given (Pasini et al.)."""
-        sampling, chunking, reporter, checks = _options(**options)
+        sampling, chunking, reporter, checks = _options(self.sampler_defaults, **options)
         self.check_accompaniment(style_strength, guidance, rescale)
         self.check_insertion(stem)
         wave = self.accompany_waves(

@@ -5,13 +5,17 @@ deterministic, few steps) or ``ddpm`` (ancestral, posterior variance). Every chu
 noise and its in-sampler noise from its own generators seeded by (seed, chunk index), the latter
 through stemforge-samplers' one-generator-per-row option, so a result does not depend on
 ``--batch-size``.
+
+A pipeline may record sampler conventions (:class:`SamplerDefaults`, ``pipeline.json``
+``"sampler_defaults"``; an imported MSG-LD checkpoint records the original's). Without them
+(``None``, every folder written before they existed) everything is as described above.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
@@ -26,6 +30,182 @@ SAMPLERS: tuple[str, ...] = ("ddim", "dpm", "ddpm")
 Progress = Callable[[Iterable[int]], Iterable[int]]
 #: stemforge-samplers' ``Generators``: one generator, or one per batch row (chunk).
 Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+#: ``SamplerDefaults.ddim_timesteps``: stemforge-samplers' default grid, or the original MSG-LD's.
+DDIM_TIMESTEPS: tuple[str, ...] = ("stemforge", "msgld")
+#: ``SamplerDefaults.unconditional``: how the unconditional branch is fed.
+UNCONDITIONAL: tuple[str, ...] = ("drop", "zero_mix")
+#: The separation guidance scale w without recorded defaults (``--guidance``).
+DEFAULT_SEPARATION_GUIDANCE = 2.0
+#: The DDIM eta without recorded defaults (``--eta``).
+DEFAULT_ETA = 1.0
+
+
+@dataclass(frozen=True)
+class SamplerDefaults:
+    """Sampler conventions a pipeline records (``pipeline.json`` ``"sampler_defaults"``).
+
+    - ``ddim_timesteps``: ``"stemforge"`` (stemforge-samplers' defaults: ``linspace`` grid, the last
+      step to the clean sample) or ``"msgld"``: the original's ``make_ddim_timesteps("uniform")``
+      grid (:func:`~stemforge.pipelines.msgld.msgld_ddim_timesteps`, descending; S not dividing N
+      gives more steps) whose last step stops at ``alphas_cumprod[0]`` (``ddim_sample``'s
+      ``final_timestep=0``). The DDIM-form samplers without an explicit grid option (inpainting:
+      arrangement and continued generation; MSDM separation) take ``spacing="leading"``, the same
+      grid when S divides N, ending at the clean sample.
+    - ``eta``: the DDIM eta when none is given (MSG-LD: 1).
+    - ``unconditional``: ``"drop"`` (the U-Net's ``drop`` flag: its null conditioning) or
+      ``"zero_mix"`` (an all-zero mixture latent and nothing dropped, the original's input).
+    - ``separate_guidance``: w of ``separate`` when none is given (MSG-LD eval config: 1);
+      ``generate_guidance`` / ``arrange_guidance``: w of total generation and arrangement, which
+      run the unconditional model (0, the only value they support).
+    """
+
+    ddim_timesteps: str = "stemforge"
+    eta: float = DEFAULT_ETA
+    unconditional: str = "drop"
+    separate_guidance: float = DEFAULT_SEPARATION_GUIDANCE
+    generate_guidance: float = 0.0
+    arrange_guidance: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.ddim_timesteps not in DDIM_TIMESTEPS:
+            raise PipelineError(
+                f"sampler_defaults.ddim_timesteps {self.ddim_timesteps!r}: choose one of {', '.join(DDIM_TIMESTEPS)}"
+            )
+        if self.unconditional not in UNCONDITIONAL:
+            raise PipelineError(
+                f"sampler_defaults.unconditional {self.unconditional!r}: choose one of {', '.join(UNCONDITIONAL)}"
+            )
+        if not self.eta >= 0:
+            raise PipelineError(f"sampler_defaults.eta {self.eta}: must be >= 0")
+        if not self.separate_guidance >= 0:
+            raise PipelineError(f"sampler_defaults.guidance.separate {self.separate_guidance}: must be >= 0")
+        for task, value in (("generate", self.generate_guidance), ("arrange", self.arrange_guidance)):
+            if value != 0:
+                raise PipelineError(
+                    f"sampler_defaults.guidance.{task} {value}: {task} runs the unconditional model (w = 0) only"
+                )
+
+    @classmethod
+    def msgld(cls, separate_guidance: float = 1.0) -> SamplerDefaults:
+        """The original MSG-LD's conventions (``generate_sample``: DDIM, eta 1, zero mixture for
+        the unconditional branch; w of the eval config for separation, 0 for the other tasks)."""
+        return cls("msgld", 1.0, "zero_mix", float(separate_guidance), 0.0, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ddim_timesteps": self.ddim_timesteps,
+            "eta": self.eta,
+            "unconditional": self.unconditional,
+            "guidance": {
+                "separate": self.separate_guidance,
+                "generate": self.generate_guidance,
+                "arrange": self.arrange_guidance,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "pipeline.json") -> SamplerDefaults:
+        """Read :meth:`to_dict`'s form; unknown keys are refused (written by a newer version)."""
+        if not isinstance(data, Mapping):
+            raise PipelineError(f"{source}: sampler_defaults must be a JSON object")
+        known = {"ddim_timesteps", "eta", "unconditional", "guidance"}
+        guidance = data.get("guidance", {})
+        if not isinstance(guidance, Mapping):
+            raise PipelineError(f"{source}: sampler_defaults.guidance must be a JSON object")
+        unknown = sorted(set(data) - known) + sorted(f"guidance.{k}" for k in set(guidance) - set(_TASKS))
+        if unknown:
+            raise PipelineError(
+                f"{source}: sampler_defaults has unknown entries {unknown}; upgrade stemforge-pipelines"
+            )
+        try:
+            return cls(
+                ddim_timesteps=str(data.get("ddim_timesteps", "stemforge")),
+                eta=float(data.get("eta", DEFAULT_ETA)),
+                unconditional=str(data.get("unconditional", "drop")),
+                separate_guidance=float(guidance.get("separate", DEFAULT_SEPARATION_GUIDANCE)),
+                generate_guidance=float(guidance.get("generate", 0.0)),
+                arrange_guidance=float(guidance.get("arrange", 0.0)),
+            )
+        except PipelineError as err:
+            raise PipelineError(f"{source}: {err}") from err
+        except (TypeError, ValueError) as err:
+            raise PipelineError(
+                f"{source}: sampler_defaults holds a value of the wrong type ({err})"
+            ) from err
+
+
+_TASKS = ("separate", "generate", "arrange")
+
+
+def defaults_of(model: object) -> SamplerDefaults | None:
+    """The conventions a pipeline records, or None (today's defaults)."""
+    return getattr(model, "sampler_defaults", None)
+
+
+def default_eta(model: object) -> float:
+    defaults = defaults_of(model)
+    return DEFAULT_ETA if defaults is None else defaults.eta
+
+
+def default_separation_guidance(model: object) -> float:
+    defaults = defaults_of(model)
+    return DEFAULT_SEPARATION_GUIDANCE if defaults is None else defaults.separate_guidance
+
+
+def ddim_grid(model: object, num_steps: int) -> tuple[list[float], float] | None:
+    """The explicit DDIM grid (descending) and final timestep that ``model``'s recorded conventions
+    ask for, or None for stemforge-samplers' defaults."""
+    defaults = defaults_of(model)
+    if defaults is None or defaults.ddim_timesteps == "stemforge":
+        return None
+    from stemforge.pipelines.msgld import msgld_ddim_timesteps
+
+    num_train = int(model.schedule.num_steps)  # type: ignore[attr-defined]
+    if not 1 <= num_steps <= num_train:
+        raise PipelineError(f"--steps {num_steps}: give between 1 and {num_train} steps")
+    grid = msgld_ddim_timesteps(num_steps, num_train).flip(0).tolist()
+    return [float(t) for t in grid], 0.0
+
+
+def ddim_spacing(model: object) -> dict[str, Any]:
+    """``spacing=`` for the DDIM-form samplers without an explicit grid option (inpainting, MSDM):
+    empty (their default) unless the recorded conventions ask for the original's grid."""
+    defaults = defaults_of(model)
+    if defaults is None or defaults.ddim_timesteps == "stemforge":
+        return {}
+    return {"spacing": "leading"}
+
+
+def unconditional(model: object, like: Tensor) -> dict[str, Tensor]:
+    """The unconditional (null) mixture condition for stem latents ``like`` (n, S, C, T, F):
+    the ``drop`` flag on a zero mixture, or under ``unconditional="zero_mix"`` the zero mixture
+    alone (nothing dropped)."""
+    defaults = defaults_of(model)
+    n = like.shape[0]
+    drop = defaults is None or defaults.unconditional == "drop"
+    return {
+        "mix_latent": torch.zeros(n, *like.shape[2:], device=like.device),
+        "drop": torch.full((n,), drop, dtype=torch.bool, device=like.device),
+    }
+
+
+def guided(
+    model: AudioModel, guidance: float, cond: dict[str, Tensor], like: Tensor, rescale: float = 0.0
+) -> Callable[[Tensor, Tensor, dict[str, Tensor] | None], Tensor]:
+    """``model.unet`` under classifier-free guidance with scale ``guidance`` for the mixture
+    condition ``cond`` (``{"mix_latent": (n, C, T, F)}``); the unconditional branch as the recorded
+    conventions say (default: the condition with ``drop`` set)."""
+    from stemforge.samplers import ClassifierFreeGuidance
+
+    uncond = None
+    defaults = defaults_of(model)
+    if defaults is not None and defaults.unconditional == "zero_mix" and "mix_latent" in cond:
+        null = unconditional(model, like)
+        uncond = {key: null.get(key, value) for key, value in cond.items()}
+        uncond["drop"] = null["drop"]
+    return ClassifierFreeGuidance(model.unet, guidance, rescale=rescale, uncond=uncond)
 
 
 @dataclass(frozen=True)
@@ -83,8 +263,10 @@ def sample_latents(
     generator: Generators,
     denoised_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     progress: Progress | None = None,
+    ddim: tuple[Sequence[float], float] | None = None,
 ) -> Tensor:
-    """Run the chosen sampler from ``x_T``."""
+    """Run the chosen sampler from ``x_T``. ``ddim``: an explicit DDIM grid (descending) and final
+    timestep (:func:`ddim_grid`), for ``sampler="ddim"`` only."""
     from stemforge.samplers import ddim_sample, ddpm_sample, dpm_solver_pp_2m_sample
 
     common = {
@@ -95,6 +277,9 @@ def sample_latents(
         "progress": progress,
     }
     if options.sampler == "ddim":
+        if ddim is not None:
+            grid, final = ddim
+            common.update(grid=grid, final_timestep=final)
         return ddim_sample(model, x_T, schedule, num_steps=options.steps, eta=options.eta, **common)  # type: ignore[arg-type]
     if options.sampler == "dpm":
         return dpm_solver_pp_2m_sample(model, x_T, schedule, num_steps=options.steps, **common)  # type: ignore[arg-type]
@@ -114,12 +299,12 @@ def sample_model(
     progress: Progress | None = None,
 ) -> Tensor:
     """``sample_latents`` with a checkpoint's U-Net, schedule and prediction type; with ``guidance``
-    the U-Net runs under classifier-free guidance (scale ``guidance``, CFG rescale ``rescale``)."""
+    the U-Net runs under classifier-free guidance (scale ``guidance``, CFG rescale ``rescale``).
+    The checkpoint's recorded conventions (:class:`SamplerDefaults`) choose the DDIM grid and the
+    unconditional branch."""
     net: Callable[[Tensor, Tensor, dict[str, Tensor] | None], Tensor] = model.unet
     if guidance is not None:
-        from stemforge.samplers import ClassifierFreeGuidance
-
-        net = ClassifierFreeGuidance(model.unet, guidance, rescale=rescale)
+        net = guided(model, guidance, cond or {}, x_T, rescale)
     return sample_latents(
         net,
         x_T,
@@ -130,4 +315,5 @@ def sample_model(
         generator=generator,
         denoised_fn=denoised_fn,
         progress=progress,
+        ddim=ddim_grid(model, options.steps) if options.sampler == "ddim" else None,
     )

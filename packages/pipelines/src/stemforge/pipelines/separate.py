@@ -7,6 +7,9 @@
   DDIM form (stemforge-samplers), with the mixture constraint taken in latent space as the sum of
   the stem latents equal to the mixture latent (a documented approximation: the mel VAE is not
   linear). Their prior is the same guided model, so ``--guidance 0`` is MSDM's unconditional prior.
+
+A pipeline's recorded conventions (:class:`~stemforge.pipelines.sampling.SamplerDefaults`) choose
+the unconditional branch (MSG-LD: an all-zero mixture latent) and the DDIM grid.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from typing import Literal
 from torch import Tensor
 
 from stemforge.pipelines.loading import AudioModel
-from stemforge.pipelines.sampling import Generators, Progress, SamplingOptions, sample_model
+from stemforge.pipelines.sampling import (
+    Generators,
+    Progress,
+    SamplingOptions,
+    ddim_spacing,
+    guided,
+    sample_model,
+)
 
 Method = Literal["cfg", "dirac", "gaussian"]
 METHODS: tuple[str, ...] = ("cfg", "dirac", "gaussian")
@@ -34,9 +44,8 @@ def separate_chunk(
     progress: Progress | None = None,
 ) -> Tensor:
     """Stem latents (n, S, C, T, F) of mixture latents ``mix_latent`` (n, C, T, F)."""
-    from stemforge.samplers import ClassifierFreeGuidance, msdm_dirac_separate, msdm_gaussian_separate
+    from stemforge.samplers import msdm_dirac_separate, msdm_gaussian_separate
 
-    guided = ClassifierFreeGuidance(model.unet, guidance)
     cond = {"mix_latent": mix_latent}
     if method == "cfg":
         return sample_model(
@@ -45,7 +54,7 @@ def separate_chunk(
     options.require_ddim(f"--method {method}")
     run = msdm_dirac_separate if method == "dirac" else msdm_gaussian_separate
     return run(
-        guided,
+        guided(model, guidance, cond, x_T),
         mix_latent,
         x_T,
         model.schedule,
@@ -55,4 +64,5 @@ def separate_chunk(
         prediction=model.prediction,
         generator=generator,
         progress=progress,  # type: ignore[arg-type]
+        **ddim_spacing(model),
     )

@@ -8,11 +8,16 @@ One step from timestep ``t`` to ``s < t`` (eq. 12, with ``alpha_bar`` the cumula
 ``eta = 0`` is the deterministic sampler, the Euler step of the probability-flow ODE in the
 variables ``(x / alpha, sigma / alpha)`` (eq. 14); ``eta = 1`` is DDPM's ancestral step with the
 posterior variance. MSG-LD samples with 200 steps and ``eta = 1``. The last step goes to
-``abar = 1`` and returns the clean estimate. Inversion (section 4.3; the ODE run forwards) maps a
-clean sample to the noise that DDIM with ``eta = 0`` maps back onto it.
+``abar = 1`` and returns the clean estimate (opt-in: ``final_timestep`` stops it at a training
+step's level instead, as Latent Diffusion's DDIM does; ``grid`` takes an explicit timestep grid).
+Inversion (section 4.3; the ODE run forwards) maps a clean sample to the noise that DDIM with
+``eta = 0`` maps back onto it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 from torch import Tensor
@@ -76,27 +81,55 @@ def ddim_sample(
     denoised_fn: DenoisedFn | None = None,
     callback: StepCallback | None = None,
     progress: Progress | None = None,
+    grid: Sequence[float] | None = None,
+    final_timestep: float = -1,
 ) -> Tensor:
     """Sample with DDIM from ``x_T`` (B, ...) standard normal noise; returns ``x_0`` in ``x_T``'s dtype.
 
     ``model(x_t, t, cond)`` is called once per step. ``denoised_fn(x0, t) -> x0`` edits the clean
     estimate at each step (style grounding). ``callback`` gets a :class:`StepInfo` after each step;
     ``progress`` wraps the step iterator (an app passes ``tqdm``).
+
+    Opt-in, for reproducing other code bases: ``grid`` (strictly descending training timesteps in
+    ``[0, N-1]``) replaces the grid of ``num_steps`` and ``spacing``; ``final_timestep`` is the level
+    the last step goes to: ``-1`` (the default) is the clean sample (``abar = 1``), ``0`` stops at
+    ``abar_0`` with its noise, as Latent Diffusion's DDIM (``alphas_prev[0] = alphas_cumprod[0]``).
     """
     check_latent(x_T)
     if eta < 0:
         raise ValueError(f"eta={eta} must be >= 0 (0: deterministic DDIM, 1: DDPM-like ancestral)")
-    grid = timesteps(schedule, num_steps, spacing)
+    grid = timesteps(schedule, num_steps, spacing) if grid is None else _check_grid(grid, schedule)
+    if not -1 <= final_timestep < grid[-1]:
+        raise ValueError(
+            f"final_timestep={final_timestep} must lie in [-1, {grid[-1]}) (-1: the clean sample, below the "
+            "grid's last timestep)"
+        )
     x = x_T.float()
     for i in steps(len(grid), progress):
         t = grid[i]
-        t_next = grid[i + 1] if i + 1 < len(grid) else -1
+        t_next = grid[i + 1] if i + 1 < len(grid) else final_timestep
         x0, eps = denoise(model, x, t, schedule, cond, prediction, x_T.dtype, denoised_fn)
         noise = randn_like(x, generator) if eta > 0 and t_next >= 0 else None
         x = ddim_step(x0, eps, schedule.alpha_bar(t), schedule.alpha_bar(t_next), eta, noise)
         if callback is not None:
             callback(StepInfo(i, len(grid), float(t), x, x0))
     return x.to(x_T.dtype)
+
+
+def _check_grid(grid: Sequence[float], schedule: NoiseSchedule) -> list[float]:
+    values = [float(t) for t in grid]
+    if not values:
+        raise ValueError("grid is empty; give at least one timestep")
+    if any(b >= a for a, b in pairwise(values)):
+        raise ValueError(
+            f"grid must be strictly descending, got {values[:5]}{' ...' if len(values) > 5 else ''}"
+        )
+    if values[-1] < 0 or values[0] > schedule.num_steps - 1:
+        raise ValueError(
+            f"grid timesteps must lie in [0, {schedule.num_steps - 1}] (the schedule's training steps), "
+            f"got {values[0]} .. {values[-1]}"
+        )
+    return values
 
 
 def ddim_invert(

@@ -76,6 +76,29 @@ def test_insert_alto_into_a_real_chorale_writes_midi_preview_and_png(tmp_path, c
     assert not list(out.parent.glob(".*"))  # no staging leftovers
 
 
+def test_missing_preview_renderer_keeps_the_midi(tmp_path, excerpt):
+    """A real process in which tinysoundfont cannot be imported (as after `pip install` of the
+    wheels alone): the command says so before sampling, writes the MIDI and the PNG, exits 0."""
+    out = tmp_path / "out" / "alto.mid"
+    code = (
+        "import sys; sys.modules['tinysoundfont'] = None\n"
+        "from stemforge.insert.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "midi", str(excerpt), "--stem", "alto", "--steps", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "warning: no preview alto.wav: tinysoundfont is not installed" in proc.stderr
+    assert "pip install --no-deps tinysoundfont" in proc.stderr
+    assert proc.stdout.splitlines() == [f"wrote {out}", f"wrote {out.with_suffix('.png')}"]
+    assert out.is_file() and out.with_suffix(".png").is_file() and not out.with_suffix(".wav").exists()
+    assert voices(out)["soprano"] == voices(excerpt)["soprano"]
+
+
 def test_two_stems_are_reproducible_with_a_seed(tmp_path, capsys, excerpt):
     a, b, c = tmp_path / "a.mid", tmp_path / "b.mid", tmp_path / "c.mid"
     for out, seed in ((a, "3"), (b, "3"), (c, "4")):

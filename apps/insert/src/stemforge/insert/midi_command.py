@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -60,6 +60,15 @@ def insert_midi_stems(
         raise InsertError(f"--out {out}: is a folder; give a file name such as out/song_bass.mid")
     model.check_options(steps, temperature, order)
     model.stem_indices(stems)
+    if preview:
+        from stemforge.data import renderer_problem
+
+        problem = renderer_problem()
+        if problem is not None:  # found before the sampling, not after it
+            reporter.note(
+                f"warning: no preview {out.with_suffix('.wav').name}: {problem}; the MIDI is written"
+            )
+            preview = False
     mapping = None
     if voice_map is not None:
         from stemforge.midi import MidiError, parse_voice_map
@@ -111,26 +120,43 @@ def insert_midi_stems(
     except PipelineError as err:
         raise InsertError(str(err)) from err
     midi, tokens, targets = result.midi, result.tokens, list(result.targets)
+    from stemforge.midi import write_midi
+
+    # The main output first, on its own: an optional output that fails later never costs it.
     with StagedOutputs(out, [song_path]) as staged:
-        from stemforge.midi import write_midi
-
         staged.write(out, lambda p: write_midi(midi, p))
-        if preview:
-            from stemforge.insert.preview import render_preview
+        written = staged.commit()
 
-            staged.write_audio(out.with_suffix(".wav"), render_preview(midi, preview_rate), preview_rate)
-        if png:
-            from stemforge.insert.pianoroll_png import save_pianoroll_png
+    def optional(path: Path, write: Callable[[StagedOutputs], object]) -> None:
+        try:
+            with StagedOutputs(path, [song_path]) as staged:
+                write(staged)
+                written.extend(staged.commit())
+        except Exception as err:  # an optional output: warn, keep the main one, exit 0
+            reporter.note(f"warning: {path.name} not written ({err}); {out.name} is written")
 
-            shown = torch.where(
-                torch.tensor(result.present)[:, None]
-                | torch.isin(torch.arange(len(model.stems)), torch.tensor(targets))[:, None],
-                tokens,
-                torch.full_like(tokens, 128),
-            )
-            title = f"{song_path.name}: inserted {', '.join(model.stems[s] for s in targets)} ({model.label})"
-            staged.write(
-                out.with_suffix(".png"),
-                lambda p: save_pianoroll_png(p, shown, model.stems, targets, title=title),
-            )
-        return staged.commit()
+    if preview:
+        from stemforge.insert.preview import render_preview
+
+        wav = out.with_suffix(".wav")
+        optional(
+            wav, lambda staged: staged.write_audio(wav, render_preview(midi, preview_rate), preview_rate)
+        )
+    if png:
+        from stemforge.insert.pianoroll_png import save_pianoroll_png
+
+        shown = torch.where(
+            torch.tensor(result.present)[:, None]
+            | torch.isin(torch.arange(len(model.stems)), torch.tensor(targets))[:, None],
+            tokens,
+            torch.full_like(tokens, 128),
+        )
+        title = f"{song_path.name}: inserted {', '.join(model.stems[s] for s in targets)} ({model.label})"
+        image = out.with_suffix(".png")
+        optional(
+            image,
+            lambda staged: staged.write(
+                image, lambda p: save_pianoroll_png(p, shown, model.stems, targets, title=title)
+            ),
+        )
+    return written

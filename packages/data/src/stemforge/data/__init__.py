@@ -13,6 +13,7 @@ from stemforge.data.render import (
     RenderError,
     default_soundfont,
     render_midi,
+    renderer_problem,
     resolve_soundfont,
 )
 from stemforge.data.resample import resample
@@ -58,6 +59,7 @@ __all__ = [
     "render_jsb",
     "render_midi",
     "render_midi_folder",
+    "renderer_problem",
     "resample",
     "resolve_soundfont",
     "scan_tracks",

@@ -73,6 +73,22 @@ def resolve_soundfont(soundfont: str | os.PathLike[str] | None) -> Path:
     return path
 
 
+RENDERER_MISSING = (
+    "tinysoundfont is not installed; install it without its live-playback dependency "
+    "(pyaudio): pip install --no-deps tinysoundfont==0.3.7"
+)
+
+
+def renderer_problem() -> str | None:
+    """Why SoundFont rendering cannot run here (None when it can): a command that renders an
+    optional preview asks this before its main work instead of failing after it."""
+    try:
+        from tinysoundfont import _tinysoundfont  # noqa: F401
+    except ImportError:
+        return RENDERER_MISSING
+    return None
+
+
 class SoundFontSynth:
     """One loaded SoundFont rendering mono float32 at ``sample_rate``; reset between tracks."""
 
@@ -80,10 +96,7 @@ class SoundFontSynth:
         try:
             from tinysoundfont import _tinysoundfont as tsf
         except ImportError as err:
-            raise RenderError(
-                "tinysoundfont is not installed; install it without its live-playback dependency "
-                "(pyaudio): pip install --no-deps tinysoundfont==0.3.7"
-            ) from err
+            raise RenderError(RENDERER_MISSING) from err
 
         self._tsf = tsf
         self._data = path.read_bytes()

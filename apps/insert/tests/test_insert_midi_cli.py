@@ -86,7 +86,19 @@ def test_missing_preview_renderer_keeps_the_midi(tmp_path, excerpt):
         "sys.exit(main(sys.argv[1:]))\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, "midi", str(excerpt), "--stem", "alto", "--steps", "1", "--out", str(out)],
+        [
+            sys.executable,
+            "-c",
+            code,
+            "midi",
+            str(excerpt),
+            "--stem",
+            "alto",
+            "--steps",
+            "1",
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

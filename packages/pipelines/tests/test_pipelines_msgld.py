@@ -405,6 +405,32 @@ def test_sampling_under_recorded_conventions_visits_the_original_levels(
     assert {eta for _, _, eta in levels} == {1.0}
 
 
+def test_arrangement_under_recorded_conventions_visits_the_original_timesteps(
+    saved: MultiTrackPipeline, ref: dict[str, torch.Tensor]
+) -> None:
+    """Arrangement (inpainting) of the imported pipeline calls the U-Net at the original's 20
+    timesteps (996 ... 46) and ends at alphas_cumprod[0]'s level, as its DDIM sampling does."""
+    import dataclasses
+
+    from stemforge.pipelines.generate import inpaint_latents
+    from stemforge.pipelines.sampling import SamplingOptions
+
+    called: list[float] = []
+
+    def unet(x: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        called.append(float(t[0]))
+        return torch.zeros_like(x)
+
+    model = dataclasses.replace(saved, unet=unet)
+    x_T = ref["unet.z_t"][:1]
+    mask = torch.tensor([[True, False, True, False]])
+    out = inpaint_latents(
+        model, x_T, x_T.clone(), mask, {}, options=SamplingOptions(steps=20, eta=0.0), generator=None
+    )
+    assert called == [float(t) for t in ref["ddim20.timesteps"].flip(0)]
+    assert torch.equal(out[:, [0, 2]], x_T[:, [0, 2]]) and bool(torch.isfinite(out).all())
+
+
 def test_guided_ddim_step_under_recorded_conventions(
     saved: MultiTrackPipeline, ref: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -159,3 +159,35 @@ def test_masks_of_the_wrong_shape_or_type_are_refused(msgld_schedule) -> None:
     ):
         with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
             inpaint_sample(oracle, x, msgld_schedule, x, mask, num_steps=2)
+
+
+def test_explicit_grid_and_final_level_as_ddim_sample(msgld_schedule) -> None:
+    """With nothing given and eta = 0, inpainting is DDIM: under the same explicit grid and final
+    level (MSG-LD's original: 996, 946, ..., 46 then abar_0) both give the same samples, which
+    differ from the default grid's; a grid that is not descending is refused."""
+    from stemforge.samplers import ddim_sample
+
+    gen = torch.Generator().manual_seed(1)
+    shape = (4, 2, 3)
+    oracle = DiagonalGaussianDenoiser(
+        torch.randn(shape, generator=gen, dtype=torch.float64),
+        0.5 + torch.zeros(shape, dtype=torch.float64),
+        msgld_schedule,
+    )
+    x_T = torch.randn(8, *shape, generator=gen)
+    nothing = torch.zeros(8, 4, dtype=torch.bool)
+    grid = [float(t) for t in range(996, 0, -50)]
+    common = {"eta": 0.0, "grid": grid, "final_timestep": 0}
+    inpainted = inpaint_sample(
+        oracle, x_T, msgld_schedule, torch.zeros_like(x_T), nothing, num_steps=len(grid), **common
+    )
+    sampled = ddim_sample(oracle, x_T, msgld_schedule, num_steps=len(grid), **common)
+    assert torch.allclose(inpainted, sampled, atol=1e-6)
+    default = inpaint_sample(
+        oracle, x_T, msgld_schedule, torch.zeros_like(x_T), nothing, num_steps=len(grid), eta=0.0
+    )
+    assert not torch.allclose(default, inpainted, atol=1e-4)
+    import pytest
+
+    with pytest.raises(ValueError, match="strictly descending"):
+        inpaint_sample(oracle, x_T, msgld_schedule, x_T, nothing, grid=[10.0, 20.0])

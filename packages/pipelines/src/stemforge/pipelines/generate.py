@@ -18,7 +18,7 @@ from stemforge.pipelines.sampling import (
     Generators,
     Progress,
     SamplingOptions,
-    ddim_spacing,
+    ddim_grid,
     sample_model,
     unconditional,
 )
@@ -50,6 +50,8 @@ def inpaint_latents(
     from stemforge.samplers import inpaint_sample
 
     options.require_ddim(what)
+    recorded = ddim_grid(model, options.steps)  # the original MSG-LD grid, when the folder records it
+    grid = {} if recorded is None else {"grid": recorded[0], "final_timestep": recorded[1]}
     return inpaint_sample(
         model.unet,
         x_T,
@@ -62,7 +64,7 @@ def inpaint_latents(
         prediction=model.prediction,
         generator=generator,
         progress=progress,  # type: ignore[arg-type]
-        **ddim_spacing(model),
+        **grid,
     )
 
 

@@ -50,9 +50,9 @@ class SamplerDefaults:
       step to the clean sample) or ``"msgld"``: the original's ``make_ddim_timesteps("uniform")``
       grid (:func:`~stemforge.pipelines.msgld.msgld_ddim_timesteps`, descending; S not dividing N
       gives more steps) whose last step stops at ``alphas_cumprod[0]`` (``ddim_sample``'s
-      ``final_timestep=0``). The DDIM-form samplers without an explicit grid option (inpainting:
-      arrangement and continued generation; MSDM separation) take ``spacing="leading"``, the same
-      grid when S divides N, ending at the clean sample.
+      ``final_timestep=0``), for DDIM sampling and for inpainting (arrangement, continued
+      generation) alike. MSDM's Dirac / Gaussian separation, which the original code does not
+      have, takes ``spacing="leading"``: the same grid when S divides N, ending at the clean sample.
     - ``eta``: the DDIM eta when none is given (MSG-LD: 1).
     - ``unconditional``: ``"drop"`` (the U-Net's ``drop`` flag: its null conditioning) or
       ``"zero_mix"`` (an all-zero mixture latent and nothing dropped, the original's input).
@@ -170,7 +170,7 @@ def ddim_grid(model: object, num_steps: int) -> tuple[list[float], float] | None
 
 
 def ddim_spacing(model: object) -> dict[str, Any]:
-    """``spacing=`` for the DDIM-form samplers without an explicit grid option (inpainting, MSDM):
+    """``spacing=`` for the DDIM-form samplers without an explicit grid option (MSDM separation):
     empty (their default) unless the recorded conventions ask for the original's grid."""
     defaults = defaults_of(model)
     if defaults is None or defaults.ddim_timesteps == "stemforge":

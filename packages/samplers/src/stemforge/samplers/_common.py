@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 import torch
@@ -77,6 +78,23 @@ def timesteps(schedule: NoiseSchedule, num_steps: int, spacing: Spacing = "linsp
             f"spacing={spacing!r} with num_steps={num_steps} repeats a timestep; use fewer steps"
         )
     return [float(t) for t in grid]
+
+
+def check_grid(grid: Sequence[float], schedule: NoiseSchedule) -> list[float]:
+    """An explicit timestep grid, checked: non-empty, strictly descending, inside the schedule."""
+    values = [float(t) for t in grid]
+    if not values:
+        raise ValueError("grid is empty; give at least one timestep")
+    if any(b >= a for a, b in pairwise(values)):
+        raise ValueError(
+            f"grid must be strictly descending, got {values[:5]}{' ...' if len(values) > 5 else ''}"
+        )
+    if values[-1] < 0 or values[0] > schedule.num_steps - 1:
+        raise ValueError(
+            f"grid timesteps must lie in [0, {schedule.num_steps - 1}] (the schedule's training steps), "
+            f"got {values[0]} .. {values[-1]}"
+        )
+    return values
 
 
 def check_latent(x: Tensor, name: str = "x_T") -> None:

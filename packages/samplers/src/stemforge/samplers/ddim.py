@@ -17,7 +17,6 @@ Inversion (section 4.3; the ODE run forwards) maps a clean sample to the noise t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import pairwise
 
 import torch
 from torch import Tensor
@@ -29,6 +28,7 @@ from stemforge.samplers._common import (
     Spacing,
     StepCallback,
     StepInfo,
+    check_grid,
     check_latent,
     denoise,
     randn_like,
@@ -98,7 +98,7 @@ def ddim_sample(
     check_latent(x_T)
     if eta < 0:
         raise ValueError(f"eta={eta} must be >= 0 (0: deterministic DDIM, 1: DDPM-like ancestral)")
-    grid = timesteps(schedule, num_steps, spacing) if grid is None else _check_grid(grid, schedule)
+    grid = timesteps(schedule, num_steps, spacing) if grid is None else check_grid(grid, schedule)
     if not -1 <= final_timestep < grid[-1]:
         raise ValueError(
             f"final_timestep={final_timestep} must lie in [-1, {grid[-1]}) (-1: the clean sample, below the "
@@ -114,22 +114,6 @@ def ddim_sample(
         if callback is not None:
             callback(StepInfo(i, len(grid), float(t), x, x0))
     return x.to(x_T.dtype)
-
-
-def _check_grid(grid: Sequence[float], schedule: NoiseSchedule) -> list[float]:
-    values = [float(t) for t in grid]
-    if not values:
-        raise ValueError("grid is empty; give at least one timestep")
-    if any(b >= a for a, b in pairwise(values)):
-        raise ValueError(
-            f"grid must be strictly descending, got {values[:5]}{' ...' if len(values) > 5 else ''}"
-        )
-    if values[-1] < 0 or values[0] > schedule.num_steps - 1:
-        raise ValueError(
-            f"grid timesteps must lie in [0, {schedule.num_steps - 1}] (the schedule's training steps), "
-            f"got {values[0]} .. {values[-1]}"
-        )
-    return values
 
 
 def ddim_invert(

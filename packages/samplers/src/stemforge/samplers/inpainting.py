@@ -18,6 +18,8 @@ operation either way: the known elements follow ``q(x_t | z_known)``, the rest a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -28,6 +30,7 @@ from stemforge.samplers._common import (
     Spacing,
     StepCallback,
     StepInfo,
+    check_grid,
     check_latent,
     denoise,
     randn_like,
@@ -94,8 +97,15 @@ def inpaint_sample(
     denoised_fn: DenoisedFn | None = None,
     callback: StepCallback | None = None,
     progress: Progress | None = None,
+    grid: Sequence[float] | None = None,
+    final_timestep: float = -1,
 ) -> Tensor:
     """Generate the missing stems of ``given`` (B, S, ...) where ``stem_mask`` (B, S) is False.
+
+    Opt-in, as :func:`~stemforge.samplers.ddim_sample`: ``grid`` (strictly descending training
+    timesteps) replaces the grid of ``num_steps`` and ``spacing``, and ``final_timestep`` is the
+    level of the last step (``-1``, the default: the clean sample; ``0``: ``abar_0``, as Latent
+    Diffusion's DDIM).
 
     ``stem_mask`` True marks a given stem (the clean latent in ``given`` is kept); the values of
     ``given`` at missing stems are ignored. ``x_T`` (B, S, ...) is the starting noise.
@@ -112,8 +122,14 @@ def inpaint_sample(
     if eta < 0:
         raise ValueError(f"eta={eta} must be >= 0")
     clean = given.float()
-    grid = [*timesteps(schedule, num_steps, spacing), -1]
-    walk = repaint_moves(num_steps, jump_length, jump_n_sample)
+    base = timesteps(schedule, num_steps, spacing) if grid is None else check_grid(grid, schedule)
+    if not -1 <= final_timestep < base[-1]:
+        raise ValueError(
+            f"final_timestep={final_timestep} must lie in [-1, {base[-1]}) (-1: the clean sample, below the "
+            "grid's last timestep)"
+        )
+    grid = [*base, final_timestep]
+    walk = repaint_moves(len(base), jump_length, jump_n_sample)
     x = x_T.float()
     position = 0
     for i in steps(len(walk), progress):

@@ -14,6 +14,7 @@ and the original's conv1d DFT differ most; it gets atol 1e-4 on values of magnit
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -286,8 +287,16 @@ def test_mel_front_end(pipes: dict[str, MultiTrackPipeline], ref: dict[str, torc
         ref["frontend.logmel"],
         atol=1e-4,
     )
-    # stemforge's own front end frames differently (N // hop frames, centred half a hop later).
-    assert codec.mel(ref["frontend.waveform"]).shape == (100, 64)
+    # The imported codec's own front end (framing "tacotron") gives the original's frames, the last
+    # one cut as the original cuts its fbank to the target length; the default framing does not.
+    assert codec.config.mel.framing == "tacotron"
+    close(codec.mel(ref["frontend.waveform"]), ref["frontend.fbank"][:100], atol=1e-4)
+    from stemforge.codec import MelConfig, MelFrontEnd
+
+    default = MelFrontEnd(dataclasses.replace(codec.config.mel, framing="hifigan"))(ref["frontend.waveform"])
+    assert default.shape == (100, 64) and float((default - ref["frontend.fbank"][:100]).abs().max()) > 0.1
+    with pytest.raises(ValueError, match="framing='centre'"):
+        MelConfig(framing="centre")
 
 
 # ---- schedule and DDIM conventions ------------------------------------------------------------

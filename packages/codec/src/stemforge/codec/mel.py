@@ -79,6 +79,16 @@ class MelConfig:
     f_min: float = 0.0
     f_max: float = 8000.0
     log_clamp: float = 1e-5
+    framing: str = "hifigan"
+    """``"hifigan"`` (default): reflect padding of ``(n_fft - hop) / 2``, frame k centred at
+    ``(k + 1/2) hop``, |X| with HiFi-GAN's 1e-9 under the square root. ``"tacotron"``: the
+    ``TacotronSTFT`` front end of MusicLDM / MSG-LD's original code: reflect padding of ``n_fft / 2``,
+    frame k centred at ``k hop``, the periodic Hann window, plain |X|; the ``1 + N // hop`` frames
+    cut to ``N // hop`` as the original cuts its fbank to the target length."""
+
+    def __post_init__(self) -> None:
+        if self.framing not in ("hifigan", "tacotron"):
+            raise ValueError(f"MelConfig: framing={self.framing!r}; choose 'hifigan' or 'tacotron'")
 
     @classmethod
     def from_name(cls, name: str) -> MelConfig:
@@ -92,7 +102,8 @@ class MelConfig:
 
 
 class MelFrontEnd(nn.Module):
-    """Waveform (..., N) -> natural-log mel (..., T, n_mels) with ``T = N // hop_length``."""
+    """Waveform (..., N) -> natural-log mel (..., T, n_mels) with ``T = N // hop_length`` (framing as
+    :attr:`MelConfig.framing` says)."""
 
     filters: Tensor
     window: Tensor
@@ -111,6 +122,8 @@ class MelFrontEnd(nn.Module):
         self.register_buffer("window", torch.hann_window(cfg.win_length), persistent=False)
 
     def num_frames(self, num_samples: int) -> int:
+        if self.config.framing == "tacotron":
+            return num_samples // self.config.hop_length
         pad = (self.config.n_fft - self.config.hop_length) // 2
         return (num_samples + 2 * pad - self.config.n_fft) // self.config.hop_length + 1
 
@@ -118,7 +131,8 @@ class MelFrontEnd(nn.Module):
         """Linear STFT magnitude (..., n_fft // 2 + 1, T)."""
         cfg = self.config
         lead = wave.shape[:-1]
-        pad = (cfg.n_fft - cfg.hop_length) // 2
+        tacotron = cfg.framing == "tacotron"
+        pad = cfg.n_fft // 2 if tacotron else (cfg.n_fft - cfg.hop_length) // 2
         flat = wave.reshape(-1, 1, wave.shape[-1])
         if flat.shape[-1] <= pad:
             raise ValueError(
@@ -135,6 +149,10 @@ class MelFrontEnd(nn.Module):
             center=False,
             return_complex=True,
         )
+        if tacotron:
+            # 1 + N // hop frames centred on multiples of hop; the last one is cut (target length).
+            magnitude = spec.abs()[..., : wave.shape[-1] // cfg.hop_length]
+            return magnitude.reshape(*lead, *magnitude.shape[-2:])
         # The small epsilon keeps the gradient of |X| finite at X = 0 (as HiFi-GAN's meldataset).
         magnitude = torch.sqrt(spec.real.square() + spec.imag.square() + 1e-9)
         return magnitude.reshape(*lead, *magnitude.shape[-2:])

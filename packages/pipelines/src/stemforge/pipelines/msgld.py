@@ -425,6 +425,7 @@ def _settings(config: Mapping[str, Any], source: str) -> _Settings:
         n_mels=int(_get(pre, "mel.n_mel_channels", source)),
         f_min=float(_get(pre, "mel.mel_fmin", source)),
         f_max=float(_get(pre, "mel.mel_fmax", source)),
+        framing="tacotron",  # the original's TacotronSTFT framing (frames centred on multiples of hop)
     )
     # DDPM's defaults (latent_diffusion/models/musicldm.py); its "linear" betas are linear in sqrt(beta).
     beta_schedule = params.get("beta_schedule", "linear")
@@ -755,8 +756,9 @@ def msgld_ddim_parameters(alphas_cumprod: Tensor, num_steps: int, eta: float = 1
 def msgld_log_mel(wave: Tensor, config: Any = None) -> Tensor:
     """The original front end (``TacotronSTFT.mel_spectrogram``): waveform (..., N) -> natural-log
     mel (..., 1 + N // hop, n_mels), frames centred on multiples of ``hop`` (reflect padding of
-    ``n_fft / 2``). stemforge's :class:`~stemforge.codec.MelFrontEnd` pads ``(n_fft - hop) / 2``
-    instead and gives ``N // hop`` frames centred half a hop later, so its mels are not these."""
+    ``n_fft / 2``). stemforge's :class:`~stemforge.codec.MelFrontEnd` computes the same frames but
+    the last with ``MelConfig(framing="tacotron")`` (what imported pipelines' codecs use); its default
+    framing pads ``(n_fft - hop) / 2`` and centres frames half a hop later."""
     from stemforge.codec import MelConfig, mel_filterbank
 
     cfg = config or MelConfig()

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-REST = 128
+from stemforge.midi import REST
+
 #: Fallback SATB ranges (MIDI), the textbook ranges of stemforge.metrics.satb.
 DEFAULT_RANGES: tuple[tuple[int, int], ...] = ((60, 79), (55, 74), (48, 67), (40, 60))
 

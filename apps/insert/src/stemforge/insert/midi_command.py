@@ -52,6 +52,8 @@ def insert_midi_stems(
     """
     import torch
 
+    from stemforge.midi import REST
+
     reporter = reporter or Reporter(enabled=False)
     out = Path(out)
     if out.suffix.lower() not in (".mid", ".midi"):
@@ -149,7 +151,7 @@ def insert_midi_stems(
             torch.tensor(result.present)[:, None]
             | torch.isin(torch.arange(len(model.stems)), torch.tensor(targets))[:, None],
             tokens,
-            torch.full_like(tokens, 128),
+            torch.full_like(tokens, REST),
         )
         title = f"{song_path.name}: inserted {', '.join(model.stems[s] for s in targets)} ({model.label})"
         image = out.with_suffix(".png")

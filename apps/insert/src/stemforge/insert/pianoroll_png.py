@@ -7,9 +7,10 @@ from pathlib import Path
 
 import torch
 
+from stemforge.midi import REST
+
 #: Colours of inserted voices (matplotlib's tab10, colour-blind friendly order).
 HIGHLIGHT = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
-REST = 128
 
 
 def note_spans(row: Sequence[int]) -> list[tuple[int, int, int]]:

@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-NUM_CLASSES = 129  # MIDI pitches 0..127 + rest (stemforge.midi.voices.NUM_CLASSES)
-REST = 128
+from stemforge.midi import NUM_CLASSES, REST  # MIDI pitches 0..127 + the rest token
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-REST = 128
+from stemforge.midi import REST
+
 RHYTHMS = ("eighth-note motion", "mostly quarter notes", "long held notes")
 REGISTERS = ("high register", "middle register", "low register")
 CONTOURS = ("rising line", "level line", "falling line")

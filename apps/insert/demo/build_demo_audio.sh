@@ -24,4 +24,6 @@ wait
 stemforge-train export $R/codec-decoder $R/codec-decoder-export
 python $D/assemble_codec.py waveform $R/codec-decoder-export --latent-freq 4 --corpus $R/corpus --out $R/codec-final
 stemforge-train export $R/ldm $R/ldm-export --dtype float16
-python $D/package_demo.py $R/ldm-export $R/codec-final --out apps/insert/src/stemforge/insert/checkpoints/demo-audio
+OMP_NUM_THREADS=2 stemforge-train fit $D/demo-ldm-continued.yaml        # 1200 more steps at lr 3e-4
+stemforge-train export $R/ldm-continued $R/ldm-continued-export --dtype float16
+python $D/package_demo.py $R/ldm-continued-export $R/codec-final --out apps/insert/src/stemforge/insert/checkpoints/demo-audio

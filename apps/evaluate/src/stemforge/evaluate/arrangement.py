@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stemforge.evaluate.runner import EvaluationError, ItemStore, Shard, run_items
+from stemforge.evaluate.runner import EvaluationError, ItemStore, Shard, run_items, track_keys
 from stemforge.evaluate.testset import Track
 
 
@@ -163,11 +163,7 @@ def run_generation(
     settings.check()
     embedder = make_embedder(settings.embedder)
     store = ItemStore(out, settings.record(), overwrite=overwrite)
-    keys = [f"{settings.protocol}/{t.name}" for t in tracks]
-    if len(set(keys)) != len(keys):
-        raise EvaluationError(
-            "two tracks of the test set have the same name; give each track its own folder name"
-        )
+    keys = track_keys(settings.protocol, [t.name for t in tracks])
 
     def evaluate(i: int) -> dict[str, Any]:
         record, embeddings = evaluate_item(pipe, tracks[i], i, settings, out, embedder)

@@ -119,6 +119,16 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:4]) or "unreadable settings"
 
 
+def track_keys(protocol: str, names: Sequence[str]) -> list[str]:
+    """The item keys of a protocol's tracks; two tracks of one name would share their results."""
+    keys = [f"{protocol}/{name}" for name in names]
+    if len(set(keys)) != len(keys):
+        raise EvaluationError(
+            "two tracks of the test set have the same name; give each track its own folder name"
+        )
+    return keys
+
+
 def run_items(
     shard: Shard,
     store: ItemStore,

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stemforge.evaluate.runner import EvaluationError, ItemStore, Shard, run_items
+from stemforge.evaluate.runner import EvaluationError, ItemStore, Shard, run_items, track_keys
 from stemforge.evaluate.testset import Track
 
 MIXTURE_ROW = "mixture / S"
@@ -209,11 +209,7 @@ def run_separation(
     Returns the results on the main process, None on the others."""
     settings.check()
     store = ItemStore(out, settings.record(), overwrite=overwrite)
-    keys = [f"separation/{t.name}" for t in tracks]
-    if len(set(keys)) != len(keys):
-        raise EvaluationError(
-            "two tracks of the test set have the same name; give each track its own folder name"
-        )
+    keys = track_keys("separation", [t.name for t in tracks])
     mel = _mel_16k(pipe.sample_rate)
     run_items(shard, store, keys, lambda i: evaluate_track(pipe, tracks[i], i, settings, out, mel), progress)
     shard.wait()

@@ -61,7 +61,7 @@ def insert_midi_stems(
     if out.exists() and out.is_dir():
         raise InsertError(f"--out {out}: is a folder; give a file name such as out/song_bass.mid")
     model.check_options(steps, temperature, order)
-    model.stem_indices(stems)
+    target_indices = model.stem_indices(stems)
     if preview:
         from stemforge.data import renderer_problem
 
@@ -91,7 +91,7 @@ def insert_midi_stems(
         )
         for line in song.notes:
             reporter.note(f"note: {song_path.name}: {line}")
-        check_context(song, model.stems, model.stem_indices(stems))
+        check_context(song, model.stems, target_indices)
     except MidiError as err:
         raise InsertError(str(err)) from err
     if instruction and not model.text_dim:

@@ -107,6 +107,25 @@ def test_tiny_ldm_two_processes_from_latent_cache(tmp_path):
     for name, param in model.named_parameters():
         assert torch.equal(param.detach(), ema[f"ema.{name}"]), name
 
+    # As a pipeline folder with its codec: the same U-Net, and it separates a mix.
+    from stemforge.pipelines import MultiTrackPipeline
+
+    pipeline_dir = tmp_path / "pipeline"
+    proc = run_cli("export", str(out), str(pipeline_dir), "--format", "pipeline", "--codec", str(codec_dir))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    pipe = MultiTrackPipeline.from_pretrained(pipeline_dir)
+    for name, param in pipe.unet.named_parameters():
+        assert torch.equal(param.detach(), ema[f"ema.{name}"]), name
+    mix = torch.randn(16000) * 0.1
+    # An untrained 3-step model: the output checks would rightly refuse its audio.
+    stems = pipe.separate(mix, 16000, steps=2, seed=0, allow_degenerate=True)
+    assert list(stems) == ["soprano", "alto", "tenor", "bass"]
+    assert all(s.shape == mix.shape and bool(torch.isfinite(s).all()) for s in stems.values())
+    codec_run = run_cli(
+        "export", str(out), str(tmp_path / "no-codec"), "--format", "pipeline", "--codec", str(tmp_path)
+    )
+    assert codec_run.returncode != 0 and "--codec DIR" in codec_run.stderr
+
 
 def test_tiny_midi_two_processes_then_chain_rule_nll(tmp_path):
     out = tmp_path / "run"
@@ -143,3 +162,20 @@ def test_tiny_midi_two_processes_then_chain_rule_nll(tmp_path):
     # 4 voices x 16 frames of a nearly untrained model: close to 64 ln(129) in total.
     assert nll.shape == (3,)
     assert torch.all((nll > 0.5 * 64 * 4.86) & (nll < 1.5 * 64 * 4.86)), nll
+
+    # The same checkpoint as a stemforge-pipelines folder scores the same windows identically.
+    from stemforge.pipelines import VoiceInsertionPipeline, folder_kind
+
+    pipeline_dir = tmp_path / "pipeline"
+    proc = run_cli("export", str(out), str(pipeline_dir), "--weights", "raw", "--format", "pipeline")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert folder_kind(pipeline_dir) == "voice-insertion"
+    pipe = VoiceInsertionPipeline.from_pretrained(pipeline_dir)
+    per_frame = pipe.nll(x, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(per_frame * 16, nll, rtol=1e-5, atol=1e-4)
+    # A second export into the same folder, and --codec without --format pipeline, are refused.
+    again = run_cli("export", str(out), str(pipeline_dir), "--format", "pipeline")
+    assert again.returncode != 0 and "already exists" in again.stderr
+    stray = run_cli("export", str(out), str(tmp_path / "flat2"), "--codec", str(tmp_path))
+    assert stray.returncode != 0 and "--codec is for --format pipeline" in stray.stderr
+    assert not (tmp_path / "flat2").exists()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
@@ -51,9 +52,30 @@ def test_tone_and_freeze_options_are_checked():
         CodecTask(_config(tone_fraction=1.0))
     with pytest.raises(ConfigError, match=r"model\.freeze_encoder must be true or false"):
         CodecTask(_config(model={"freeze_encoder": "yes"}))
+    with pytest.raises(ConfigError, match=r"model\.mel_weight must be a number >= 0"):
+        CodecTask(_config(model={"mel_weight": -1}))
+    with pytest.raises(ConfigError, match=r"model\.mel_weight adds a log-mel L1 term"):
+        CodecTask(_config(model={"mel_weight": 1.0, "adversarial": True}))
     model = CodecTask(_config(model={"freeze_encoder": True})).build_model()
     assert not any(p.requires_grad for p in model.encoder.parameters())
     assert all(p.requires_grad for p in model.decoder.parameters())
+
+
+def test_mel_weight_adds_the_log_mel_l1_of_msgld_front_end_to_the_loss():
+    from stemforge.codec import MelConfig, MelFrontEnd
+
+    plain, with_mel = CodecTask(_config()), CodecTask(_config(model={"mel_weight": 0.5}))
+    model = plain.build_model().eval()
+    wave = torch.from_numpy(sf.read(FIXTURE / "bass.flac", dtype="float32")[0][:8192])[None]
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        base, base_terms = plain.loss(model, wave, generator)
+        total, terms = with_mel.loss(model, wave, generator)
+        mel = MelFrontEnd(MelConfig.from_name("msgld"))
+        expected = (mel(model(wave)[..., : wave.shape[-1]]) - mel(wave)).abs().mean()
+    assert "mel_l1" not in base_terms
+    assert terms["mel_l1"] == pytest.approx(float(expected), rel=1e-5)
+    assert float(total - base) == pytest.approx(0.5 * terms["mel_l1"], rel=1e-4)
 
 
 def _fit(*sets: str) -> subprocess.CompletedProcess:
@@ -89,9 +111,12 @@ def test_second_stage_trains_the_decoder_only_from_the_first_stage_export(tmp_pa
         f"run.out_dir={tmp_path / 'stage2'}",
         f"run.init_from={stage1}",
         "model.freeze_encoder=true",
+        "model.mel_weight=1.0",
         "optim.warmup_steps=1",
+        "optim.decay=cosine",
     )
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "mel_l1=" in (tmp_path / "stage2" / "metrics.csv").read_text()
     stage2 = export_checkpoint(tmp_path / "stage2", tmp_path / "stage2-export", weights="raw")
     before, after = load_file(stage1 / "model.safetensors"), load_file(stage2 / "model.safetensors")
     assert before.keys() == after.keys()

@@ -19,11 +19,14 @@ def test_every_shipped_config_loads():
 def test_overrides_are_parsed_as_yaml_and_nested(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("task: midi\nrun:\n  max_steps: 5\n")
-    config = load_config(path, ["run.max_steps=12", "optim.lr=2e-4", "dist.zero_stage=3", "model.preset=x"])
+    config = load_config(
+        path, ["run.max_steps=12", "optim.lr=2e-4", "dist.zero_stage=3", "model.given_stem_prob=0.5"]
+    )
     assert config.run.max_steps == 12
     assert config.optim.lr == pytest.approx(2e-4)
     assert config.dist.zero_stage == 3
-    assert config.model == {"preset": "x"}
+    assert config.model == {"given_stem_prob": 0.5}
+    assert config.options().model.given_stem_prob == 0.5
 
 
 def test_apply_overrides_does_not_modify_input():
@@ -43,6 +46,27 @@ def test_apply_overrides_does_not_modify_input():
         ("task: midi\n", ["run.max_steps"], "expected KEY=VALUE"),
         ("run: {}\n", [], "missing required key task"),
         ("task: [unclosed\n", [], "not valid YAML"),
+        ("task: midi\n", ["optim.decay=linear"], "optim.decay = 'linear' is not one of"),
+        (
+            "task: midi\nmodel:\n  given_stem_porb: 0.5\n",
+            [],
+            r"unknown key\(s\) model.given_stem_porb; valid keys",
+        ),
+        (
+            "task: midi\ndata:\n  lenght: 16\n",
+            [],
+            r"unknown key\(s\) data.lenght; valid keys here are \['length'",
+        ),
+        ("task: ldm\nmodel:\n  mode: joint\n", [], "model.mode = 'joint' is not one of"),
+        ("task: ldm\ndata:\n  stems: bass\n", [], "data.stems must be a list"),
+        (
+            "task: waveform_ae\nmodel:\n  chanels: 8\n",
+            [],
+            r"unknown key\(s\) model.chanels; valid keys here are the Wave",
+        ),
+        ("task: vocoder\nmodel:\n  discriminator:\n    period: [2]\n", [], "model.discriminator.period"),
+        ("task: midi\n", ["optim.min_lr_ratio=2"], r"optim.min_lr_ratio must lie in \[0, 1\]"),
+        ("task: midi\n", ["optim.decay_steps=-1"], "optim.decay_steps must be 0"),
     ],
 )
 def test_bad_configs_name_the_problem(tmp_path, text, overrides, message):

@@ -9,13 +9,20 @@ those zero tensors small random values, as training would.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 from stemforge.train.config import TrainConfig
-from stemforge.train.datasets import StemSegmentDataset, StyleReferenceSegments, subtractive_segments
+from stemforge.train.datasets import (
+    StemSegmentDataset,
+    StyleReferenceSegments,
+    style_reference_segments,
+    subtractive_segments,
+)
+from stemforge.train.options import LDMData
 from stemforge.train.tasks.ldm import LDMTask
 from stemforge.train.tasks.style_unet import StyleConditionedUNet
 
@@ -98,10 +105,10 @@ class Recorder(torch.nn.Module):
 
 def test_subtractive_items_are_exact_triplets_with_seeded_instructions(corpus):
     rate, n = 16000, round(SECONDS * 16000)
-    data = {"slakh_root": str(corpus), "group_by": "stem_name"}
+    data = LDMData(stems=tuple(STEMS), slakh_root=str(corpus), group_by="stem_name")
     items = subtractive_segments(data, "train", STEMS, rate, n)
     again = subtractive_segments(data, "train", STEMS, rate, n)
-    other_seed = subtractive_segments({**data, "instruction_seed": 7}, "train", STEMS, rate, n)
+    other_seed = subtractive_segments(dataclasses.replace(data, instruction_seed=7), "train", STEMS, rate, n)
     assert len(items) > 8
     picks = list(range(0, len(items), max(1, len(items) // 8)))
     # Same item -> same sentence whatever the access order (a resumed run reads items in another order).
@@ -111,7 +118,7 @@ def test_subtractive_items_are_exact_triplets_with_seeded_instructions(corpus):
     assert any(other_seed[i]["instruction"] != s for i, s in zip(picks, forward))
     for i in picks[:4]:
         item = items[i]
-        seg_index, s = items.triplets.items[i]
+        seg_index, s = items.triplets.items[items.index[i]]
         stems = items.triplets.segments[seg_index]["stems"]
         assert int(item["stem_index"]) == s
         torch.testing.assert_close(item["stem"], stems[s])
@@ -123,7 +130,7 @@ def test_subtractive_items_are_exact_triplets_with_seeded_instructions(corpus):
 
 def test_insert_stems_restricts_the_missing_stem(corpus):
     items = subtractive_segments(
-        {"slakh_root": str(corpus), "group_by": "stem_name"},
+        LDMData(stems=tuple(STEMS), slakh_root=str(corpus), group_by="stem_name"),
         "train",
         STEMS,
         16000,
@@ -131,20 +138,25 @@ def test_insert_stems_restricts_the_missing_stem(corpus):
         insert_stems=["bass"],
     )
     assert len(items) > 0 and {int(items[i]["stem_index"]) for i in range(len(items))} == {3}
+    data = LDMData(stems=tuple(STEMS), slakh_root=str(corpus), group_by="stem_name")
+    with pytest.raises(ValueError, match=r"check data\.stems, model\.insert_stems and data\.slakh_root"):
+        subtractive_segments(data, "train", STEMS, 16000, 20480, insert_stems=[])
+    with pytest.raises(ValueError, match=r"needs data\.slakh_root"):
+        subtractive_segments(LDMData(stems=tuple(STEMS)), "train", STEMS, 16000, 20480)
 
 
-def test_style_reference_is_the_target_stem_of_another_segment_of_the_same_track():
+def test_style_references_of_a_config_pair_segments_of_the_same_track():
+    """The config-level path over stemforge-data's ``StyleReferenceSegments`` (tested there)."""
+    data = LDMData(stems=tuple(STEMS), train_tracks=(str(CHORALE),), hop_fraction=0.5)
+    pairs = style_reference_segments(data, "train", STEMS, 16000, 20480, target="bass", seed=0)
     segments = StemSegmentDataset([CHORALE], STEMS, 16000, 20480, hop=10240)
-    pairs = StyleReferenceSegments(segments, target=3, segment_samples=20480, seed=0)
-    same = StyleReferenceSegments(segments, target=3, segment_samples=20480, seed=0)
-    other = StyleReferenceSegments(segments, target=3, segment_samples=20480, seed=1)
-    assert pairs.partner == same.partner and pairs.partner != other.partner
-    for i, j in enumerate(pairs.partner):
-        (ti, si), (tj, sj) = segments.index[i], segments.index[j]
-        assert ti == tj and abs(si - sj) >= 20480  # same track, no shared sample
+    assert isinstance(pairs, StyleReferenceSegments) and len(pairs) == len(segments) == 17
+    assert pairs.partner == StyleReferenceSegments(segments, target=3, segment_samples=20480, seed=0).partner
     item = pairs[5]
-    torch.testing.assert_close(item["waves"], segments[5])
-    torch.testing.assert_close(item["reference"], segments[pairs.partner[5]][3])
+    torch.testing.assert_close(item["waves"], segments[5], atol=0, rtol=0)
+    torch.testing.assert_close(item["reference"], segments[pairs.partner[5]][3], atol=0, rtol=0)
+    with pytest.raises(ValueError, match=r"data\.val_tracks is missing"):
+        style_reference_segments(data, "val", STEMS, 16000, 20480, target="bass")
 
 
 # --- text ------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The loop's parts against obviously correct references: data order, EMA, warm-up, checkpoint files."""
 
+import itertools
 import json
 import shutil
 
@@ -15,7 +16,7 @@ from stemforge.train.checkpoint import (
     resolve_checkpoint,
 )
 from stemforge.train.ema import EMA
-from stemforge.train.lr import warmup_lr
+from stemforge.train.lr import scheduled_lr, warmup_lr
 from stemforge.train.sampler import DataPosition, ShardedBatchSampler
 
 
@@ -75,6 +76,18 @@ def test_ema_state_must_match_the_model():
 def test_warmup_is_linear_then_constant():
     assert [warmup_lr(1.0, s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert warmup_lr(3e-5, 0, 0) == 3e-5
+
+
+def test_cosine_decay_follows_the_warm_up_to_the_floor_and_stays_there():
+    lrs = [scheduled_lr(1.0, s, 2, decay="cosine", decay_steps=6, min_lr_ratio=0.1) for s in range(9)]
+    # Warm-up (0.5, 1.0), then a half cosine over steps 2..6 from 1.0 to 0.1, then the floor.
+    assert lrs[:3] == [0.5, 1.0, 1.0]
+    assert lrs[4] == pytest.approx(0.55)
+    assert lrs[6:] == pytest.approx([0.1, 0.1, 0.1])
+    assert all(a >= b for a, b in itertools.pairwise(lrs[1:]))
+    assert [scheduled_lr(2.0, s, 2) for s in range(4)] == [warmup_lr(2.0, s, 2) for s in range(4)]
+    with pytest.raises(ValueError, match="unknown learning-rate decay 'linear'"):
+        scheduled_lr(1.0, 5, 2, decay="linear")
 
 
 def test_finalize_is_atomic_and_keeps_the_last_n(tmp_path):

@@ -7,87 +7,48 @@
   generated given the track's other stems (inpainting), mixed with those original stems, and FAD
   compares these sub-mixtures with the test mixtures: one row per subset (MSG-LD's Table I).
 
-FAD: stemforge-metrics' Frechet distance in float64 over embeddings of every window (musicnn
-``max_pool`` by default, 3 s windows at 16 kHz; audio is resampled to the embedder's rate). Each
-item stores its embeddings (``items/*.safetensors``), so the statistics are gathered from all
-processes' items, and a resumed run never embeds a finished item again. FAD of a few tracks is a
-noisy figure: the table states the number of embeddings on each side.
+FAD (:mod:`stemforge.evaluate.fad`): stemforge-metrics' Frechet distance in float64 over embeddings
+of every window (musicnn ``max_pool`` by default, 3 s windows at 16 kHz; audio is resampled to the
+embedder's rate), and optionally FAD-infinity and per-song FAD. Each item stores its embeddings
+(``items/*.safetensors``), so the statistics are gathered from all processes' items, and a resumed
+run never embeds a finished item again. FAD of a few tracks is a noisy figure: the table states the
+number of embeddings on each side.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from stemforge.evaluate.fad import (
+    FadOptions,
+    GeneratedAudioSettings,
+    embed,
+    fad_row,
+    make_embedder,
+    windows_per_track,
+)
 from stemforge.evaluate.runner import EvaluationError, ItemStore, Shard, run_items, track_keys
 from stemforge.evaluate.testset import Track
 
 
 @dataclass(frozen=True)
-class GenerationSettings:
+class GenerationSettings(GeneratedAudioSettings):
     protocol: str = "arrangement"
-    steps: int = 50
-    sampler: str = "ddim"
-    eta: float = 1.0
-    seed: int = 0
-    seconds: float | None = 4.0
-    offset: float = 0.0
-    embedder: str = "musicnn-max_pool"
-    save_audio: bool = True
-    checkpoint: str = ""
-    test_set: str = ""
-    stems: tuple[str, ...] = field(default_factory=tuple)
 
     def check(self) -> None:
         if self.protocol not in ("arrangement", "generation"):
             raise EvaluationError(f"protocol {self.protocol!r}: arrangement or generation")
-        if self.steps < 1:
-            raise EvaluationError(f"--steps {self.steps}: give at least 1")
-        if self.seconds is not None and self.seconds < 3:
-            raise EvaluationError(
-                f"--seconds {self.seconds}: FAD's musicnn windows are 3 s long; give at least 3 s per track"
-            )
-
-    def record(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["stems"] = list(self.stems)
-        return data
-
-
-def make_embedder(name: str) -> Any:
-    """The FAD embedder named ``musicnn-<layer>`` (stemforge-metrics; weights of the musicnn wheel)."""
-    from stemforge.metrics import MusicnnEmbedder
-
-    if not name.startswith("musicnn-"):
-        raise EvaluationError(
-            f"--embedder {name}: use musicnn-max_pool, musicnn-mean_pool or musicnn-penultimate"
-        )
-    try:
-        return MusicnnEmbedder(name.removeprefix("musicnn-"))  # type: ignore[arg-type]
-    except (ImportError, FileNotFoundError, OSError) as err:
-        raise EvaluationError(
-            f"--embedder {name}: the musicnn weights are not installed ({err}); install them without "
-            "TensorFlow: pip install --no-deps musicnn==0.1.0"
-        ) from err
-    except ValueError as err:
-        raise EvaluationError(f"--embedder {name}: {err}") from err
+        self.check_sampling()
 
 
 def subset_name(stems: Sequence[str]) -> str:
     return "+".join(stems)
-
-
-def _embed(embedder: Any, wave: Tensor, rate: int) -> Tensor:
-    from stemforge.codec import resample
-
-    if rate != embedder.sample_rate:
-        wave = resample(wave, rate, embedder.sample_rate)
-    return embedder.embed_frames(wave[None].float()).float()
 
 
 def evaluate_item(
@@ -109,7 +70,7 @@ def evaluate_item(
         "eta": settings.eta,
         "allow_degenerate": True,
     }
-    embeddings = {"real": _embed(embedder, originals.sum(0), rate)}
+    embeddings = {"real": embed(embedder, originals.sum(0), rate)}
     mixes: dict[str, Tensor] = {}
     if settings.protocol == "generation":
         stems = pipe.generate(n / rate, sample_rate=rate, seed=settings.seed + index, **common)
@@ -118,11 +79,13 @@ def evaluate_item(
         for k, subset in enumerate(arrangement_subsets(pipe.stems)):
             given = {s: originals[i] for i, s in enumerate(pipe.stems) if s not in subset}
             generated = pipe.arrange(given, rate, seed=(settings.seed + index) * 100 + k, **common)
-            mixes[subset_name(subset)] = sum(
-                (generated[s] if s in subset else originals[i]) for i, s in enumerate(pipe.stems)
-            )
+            parts = [(generated[s] if s in subset else originals[i]) for i, s in enumerate(pipe.stems)]
+            mix = parts[0]
+            for part in parts[1:]:
+                mix = mix + part
+            mixes[subset_name(subset)] = mix
     for name, mix in mixes.items():
-        embeddings[name] = _embed(embedder, mix, rate)
+        embeddings[name] = embed(embedder, mix, rate)
         if settings.save_audio:
             write_audio(
                 out / "audio" / settings.protocol / track.name / f"{name}.wav", mix.clamp(-1, 1), rate
@@ -130,19 +93,13 @@ def evaluate_item(
     return {"track": track.name, "index": index, "seconds": n / rate, "rows": list(mixes)}, embeddings
 
 
-def fad_table(embeddings: Sequence[dict[str, Tensor]], rows: Sequence[str]) -> dict[str, Any]:
-    from stemforge.metrics.frechet import frechet_distance, gaussian_stats
-
-    real = gaussian_stats(torch.cat([e["real"] for e in embeddings]).double())
-    table = {}
-    for row in rows:
-        fake = gaussian_stats(torch.cat([e[row] for e in embeddings]).double())
-        table[row] = {
-            "fad": frechet_distance(real.mean, real.cov, fake.mean, fake.cov),
-            "real_embeddings": real.count,
-            "generated_embeddings": fake.count,
-        }
-    return table
+def fad_table(
+    embeddings: Sequence[dict[str, Tensor]], rows: Sequence[str], options: FadOptions | None = None
+) -> dict[str, Any]:
+    """One FAD row per generated row, each against the ``real`` mixtures of all items."""
+    options = options or FadOptions()
+    real = [e["real"] for e in embeddings]
+    return {row: fad_row(real, [e[row] for e in embeddings], options, k) for k, row in enumerate(rows)}
 
 
 def run_generation(
@@ -154,6 +111,7 @@ def run_generation(
     *,
     overwrite: bool = False,
     progress: Any = None,
+    fad: FadOptions | None = None,
 ) -> dict[str, Any] | None:
     """Generation or arrangement FAD (``settings.protocol``); results on the main process."""
     from safetensors.torch import load_file, save_file
@@ -161,6 +119,10 @@ def run_generation(
     from stemforge.metrics import arrangement_subsets
 
     settings.check()
+    fad = fad or FadOptions(seed=settings.seed)
+    fad.check(None if settings.seconds is None else windows_per_track(settings.seconds))
+    if settings.seconds is not None:
+        fad.check_pool(windows_per_track(settings.seconds) * len(tracks))
     embedder = make_embedder(settings.embedder)
     store = ItemStore(out, settings.record(), overwrite=overwrite)
     keys = track_keys(settings.protocol, [t.name for t in tracks])
@@ -191,10 +153,11 @@ def run_generation(
         "tracks": [item["track"] for item in items],
         "seconds": sum(item["seconds"] for item in items),
         "embedder": embedder.name,
-        "table": fad_table(embeddings, rows),
+        "fad_options": fad.record(),
+        "table": fad_table(embeddings, rows, fad),
     }
     from stemforge.evaluate.report import fad_markdown, fad_png, plot_safely, write_results
 
-    write_results(out, results, fad_markdown(results))
+    write_results(out, results, fad_markdown(results, fad))
     plot_safely(out / f"{settings.protocol}.png", lambda path: fad_png(path, results))
     return results

@@ -3,7 +3,9 @@ output folder.
 
     stemforge-evaluate separation --checkpoint PIPELINE --slakh-root CORPUS --out out/eval
     accelerate launch --num_processes 2 -m stemforge.evaluate.cli separation ...   # sharded
-    stemforge-evaluate midi --checkpoint PIPELINE --out out/eval-midi
+    stemforge-evaluate midi --checkpoint PIPELINE --protocols windowed,insertion --out out/eval-midi
+    stemforge-evaluate insertion --checkpoint PIPELINE --slakh-root CORPUS --stems bass --out out/eval-ins
+    stemforge-evaluate accompaniment --checkpoint PIPELINE --slakh-root CORPUS --out out/eval-acc
 
 Results: ``OUT/results.json``, ``OUT/results.md``, PNG plots, per-item files under ``OUT/items``
 (an interrupted run resumes from them) and the generated audio under ``OUT/audio``.
@@ -52,8 +54,9 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
     return lambda line: print(line, file=sys.stderr, flush=True)
 
 
-def _audio_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """Output folder, shard, pipeline, tracks and the test set's description, checked before any work."""
+def _audio_setup(args: argparse.Namespace, test_stems: Any = None):  # type: ignore[no-untyped-def]
+    """Output folder, shard, pipeline, tracks and the test set's description, checked before any work.
+    ``test_stems(pipe)`` names the stems read from the test set (default: the model's)."""
     from stemforge.evaluate.runner import Shard
     from stemforge.evaluate.testset import slakh_tracks, stem_folder_tracks
     from stemforge.pipelines import MultiTrackPipeline
@@ -63,20 +66,46 @@ def _audio_setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise EvaluationError("give the test set with either --slakh-root or --stems-root")
     shard = Shard.current(cpu=args.cpu)
     pipe = MultiTrackPipeline.from_pretrained(Path(args.checkpoint), shard.device)
+    stems = tuple(pipe.stems) if test_stems is None else test_stems(pipe)
     if args.slakh_root:
-        tracks = slakh_tracks(Path(args.slakh_root), args.split, pipe.stems, args.group_by)
+        tracks = slakh_tracks(Path(args.slakh_root), args.split, stems, args.group_by)
         test_set = f"{args.slakh_root} ({args.split}, by {args.group_by})"
     else:
-        tracks = stem_folder_tracks(Path(args.stems_root), pipe.stems)
+        tracks = stem_folder_tracks(Path(args.stems_root), stems)
         test_set = str(args.stems_root)
     if args.max_tracks:
         tracks = tracks[: args.max_tracks]
     return out, shard, pipe, tracks, test_set
 
 
-def _run_audio_protocol(args: argparse.Namespace, settings_cls: type, run: Any, **specific: Any) -> int:
+def _fad_options(args: argparse.Namespace) -> Any:
+    from stemforge.evaluate.fad import FadOptions
+
+    options = FadOptions(
+        modes=tuple(dict.fromkeys(("plain", *args.fad))),
+        infinity_steps=args.fad_infinity_steps,
+        infinity_min=args.fad_infinity_min,
+        seed=args.seed,
+    )
+    options.check(None if args.seconds <= 0 else _windows(args.seconds))
+    return options
+
+
+def _windows(seconds: float) -> int:
+    from stemforge.evaluate.fad import windows_per_track
+
+    return windows_per_track(seconds)
+
+
+def _run_audio_protocol(
+    args: argparse.Namespace, settings_cls: type, run: Any, read_stems: Any = None, **specific: Any
+) -> int:
     """Build the protocol's settings from the shared audio options, check them, run, print the table."""
-    out, shard, pipe, tracks, test_set = _audio_setup(args)
+    extra = {}
+    if hasattr(args, "fad"):
+        extra["fad"] = _fad_options(args)  # checked before the model is loaded
+    out, shard, pipe, tracks, test_set = _audio_setup(args, read_stems)
+    specific = {k: (v(pipe) if callable(v) else v) for k, v in specific.items()}
     if args.command in ("generation", "arrangement") and pipe.mode != "msgld":
         raise EvaluationError(
             f"--checkpoint {args.checkpoint}: a {pipe.mode} model; generation and arrangement need a joint "
@@ -97,7 +126,7 @@ def _run_audio_protocol(args: argparse.Namespace, settings_cls: type, run: Any, 
     )
     settings.check()
     results = run(
-        pipe, tracks, out, settings, shard, overwrite=args.overwrite, progress=_progress(args.quiet)
+        pipe, tracks, out, settings, shard, overwrite=args.overwrite, progress=_progress(args.quiet), **extra
     )
     if results is not None:
         print((out / "results.md").read_text())
@@ -109,6 +138,49 @@ def _cmd_generation(args: argparse.Namespace) -> int:
 
     return _run_audio_protocol(
         args, GenerationSettings, run_generation, protocol=args.command, embedder=args.embedder
+    )
+
+
+def _cmd_subtractive(args: argparse.Namespace) -> int:
+    from stemforge.evaluate.subtractive import SubtractiveSettings, run_subtractive
+
+    def test_stems(pipe: Any) -> tuple[str, ...]:
+        if args.test_stems:
+            return tuple(args.test_stems)
+        if len(pipe.stems) < 2:
+            raise EvaluationError(
+                f"--checkpoint {args.checkpoint}: the model generates {', '.join(pipe.stems)} only; name the "
+                "test set's stems that make up the mixture with --test-stems, e.g. --test-stems "
+                "soprano,alto,tenor,bass"
+            )
+        return tuple(pipe.stems)
+
+    def insert_stems(pipe: Any) -> tuple[str, ...]:
+        if args.stems:
+            return tuple(args.stems)
+        if pipe.mode == "accompaniment":
+            return (pipe.target,)
+        if pipe.mode == "subtractive" and pipe.insert_stems:
+            return tuple(pipe.insert_stems)
+        return tuple(pipe.stems)
+
+    accompaniment = args.command == "accompaniment"
+    return _run_audio_protocol(
+        args,
+        SubtractiveSettings,
+        run_subtractive,
+        read_stems=test_stems,
+        protocol=args.command,
+        embedder=args.embedder,
+        insert_stems=insert_stems,
+        test_stems=test_stems,
+        guidance=args.guidance if args.guidance is not None else (3.0 if accompaniment else 1.0),
+        instruction=getattr(args, "instruction", "") or "",
+        rescale=getattr(args, "rescale", 0.7),
+        style_strength=getattr(args, "style_strength", 0.7),
+        style_stem=getattr(args, "style_stem", "") or "",
+        cfg_sweep=getattr(args, "cfg_sweep", ()),
+        style_sweep=getattr(args, "style_sweep", ()),
     )
 
 
@@ -136,6 +208,10 @@ def _cmd_midi(args: argparse.Namespace) -> int:
         orderings=args.orderings,
         max_pieces=args.max_pieces,
         max_frames=args.max_frames,
+        insert_steps=args.insert_steps,
+        order=args.order,
+        parallels=args.parallels,
+        temperature=args.temperature,
         seed=args.seed,
         checkpoint=str(args.checkpoint),
     )
@@ -198,29 +274,119 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=_floats, default=(1.0, 2.0), help="CFG weights, w >= 1 (default 1,2)")
     p.set_defaults(func=_cmd_separation)
 
-    for name, text in (
-        ("generation", "FAD of mixtures generated from nothing (w = 0) against the test mixtures"),
-        ("arrangement", "FAD of the 14 sub-mixtures (each subset of stems generated given the others)"),
-    ):
-        p = sub.add_parser(name, help=text)
-        audio(p)
+    def fad(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--embedder",
             default="musicnn-max_pool",
             choices=("musicnn-max_pool", "musicnn-mean_pool", "musicnn-penultimate"),
             help="FAD embedder (default musicnn-max_pool)",
         )
+        p.add_argument(
+            "--fad",
+            type=_names,
+            default=("plain",),
+            help="FAD figures: plain (always), infinity (FAD-infinity, Chong & Forsyth), per-song; "
+            "comma-separated, e.g. infinity,per-song (default plain)",
+        )
+        p.add_argument(
+            "--fad-infinity-steps",
+            type=int,
+            default=15,
+            help="FAD-infinity: subset sizes fitted (default 15)",
+        )
+        p.add_argument(
+            "--fad-infinity-min",
+            type=int,
+            default=0,
+            help="FAD-infinity: smallest subset (default 0: half the evaluated windows)",
+        )
+
+    for name, text in (
+        ("generation", "FAD of mixtures generated from nothing (w = 0) against the test mixtures"),
+        ("arrangement", "FAD of the 14 sub-mixtures (each subset of stems generated given the others)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        audio(p)
+        fad(p)
         p.set_defaults(func=_cmd_generation)
 
+    for name, text in (
+        ("insertion", "Subtractive Training: FAD of the inserted stem and of the resulting mixture"),
+        (
+            "accompaniment",
+            "Pasini et al.: FAD of the accompaniment stem and mixture, FAD against CFG weight with and "
+            "without rescale, timbre distance against style grounding strength",
+        ),
+    ):
+        p = sub.add_parser(name, help=text)
+        audio(p)
+        fad(p)
+        p.add_argument(
+            "--stems",
+            type=_names,
+            default=(),
+            help="stems to insert, each in turn (default: the model's target, or the stems it inserts)",
+        )
+        p.add_argument(
+            "--test-stems",
+            type=_names,
+            default=(),
+            help="the test set's stems that make up the mixture (default: the model's stems)",
+        )
+        p.add_argument(
+            "--guidance",
+            type=float,
+            default=None,
+            help="CFG weight w (default 1 for insertion, 3 for accompaniment)",
+        )
+        if name == "insertion":
+            p.add_argument(
+                "--instruction",
+                default="",
+                help="text instruction for a text-conditioned model; {stem} is replaced by the stem's name",
+            )
+        else:
+            p.add_argument(
+                "--rescale", type=float, default=0.7, help="CFG rescale phi in [0, 1] (default 0.7)"
+            )
+            p.add_argument(
+                "--style-strength",
+                type=float,
+                default=0.7,
+                help="style grounding lambda in [0, 1] (default 0.7)",
+            )
+            p.add_argument(
+                "--style-stem",
+                default="",
+                help="the reference is this stem of the next track (default: the inserted stem)",
+            )
+            p.add_argument(
+                "--cfg-sweep",
+                type=_floats,
+                default=(1.0, 3.0, 5.0),
+                help="CFG weights of the FAD curve, each without and with rescale (default 1,3,5; '' for none)",
+            )
+            p.add_argument(
+                "--style-sweep",
+                type=_floats,
+                default=(0.0, 0.5, 1.0),
+                help="style grounding strengths of the timbre curve (default 0,0.5,1; '' for none)",
+            )
+        p.set_defaults(func=_cmd_subtractive)
+
     p = sub.add_parser(
-        "midi", help="JSB chorales: framewise NLL (windowed and Coconet's whole-piece protocol)"
+        "midi",
+        help="JSB chorales: framewise NLL (windowed, Coconet's whole-piece protocol) and voice insertion",
     )
     common(p)
     p.add_argument(
         "--split", default="test", choices=("train", "valid", "test"), help="JSB split (default test)"
     )
     p.add_argument(
-        "--protocols", type=_names, default=("windowed",), help="windowed,coconet (default windowed)"
+        "--protocols",
+        type=_names,
+        default=("windowed",),
+        help="windowed,coconet,insertion (default windowed)",
     )
     p.add_argument(
         "--length", type=int, default=32, help="window length in 16th notes (windowed; default 32)"
@@ -234,8 +400,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-frames",
         type=int,
         default=0,
-        help="coconet: the first N frames of each chorale (default: whole)",
+        help="coconet, insertion: the first N frames of each chorale (default: whole)",
     )
+    p.add_argument(
+        "--insert-steps",
+        type=int,
+        default=0,
+        help="insertion: model calls per window (default 0: one token per call)",
+    )
+    p.add_argument(
+        "--order", default="confidence", choices=("random", "confidence"), help="insertion: reveal order"
+    )
+    p.add_argument(
+        "--parallels",
+        default="forbidden",
+        choices=("forbidden", "allowed"),
+        help="insertion: parallel fifths / octaves while decoding (default forbidden)",
+    )
+    p.add_argument("--temperature", type=float, default=1.0, help="insertion: sampling temperature")
     p.set_defaults(func=_cmd_midi)
     return parser
 

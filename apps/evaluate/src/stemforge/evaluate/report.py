@@ -130,7 +130,11 @@ def separation_png(path: Path, results: dict[str, Any], stems: Sequence[str]) ->
     tmp.replace(path)
 
 
-def fad_markdown(results: dict[str, Any]) -> str:
+def fad_markdown(results: dict[str, Any], fad: Any = None) -> str:
+    from stemforge.evaluate.fad import FadOptions, fad_cells, fad_columns, fad_note
+
+    fad = fad or FadOptions()
+    head, sep = fad_columns(fad)
     s = results["settings"]
     span = "whole tracks" if s["seconds"] is None else f"{s['seconds']:g} s each"
     what = (
@@ -147,11 +151,17 @@ def fad_markdown(results: dict[str, Any]) -> str:
         f"FAD (lower is better, embedder {results['embedder']}, float64 statistics) of the {what}, "
         "against the test mixtures.",
         "",
-        "| generated | FAD | embeddings (test / generated) |",
-        "|---|---|---|",
+        "| generated | FAD | embeddings (test / generated) |" + head,
+        "|---|---|---|" + sep,
     ]
     for row, r in results["table"].items():
-        lines.append(f"| {row} | {r['fad']:.3f} | {r['real_embeddings']} / {r['generated_embeddings']} |")
+        lines.append(
+            f"| {row} | {r['fad']:.3f} | {r['real_embeddings']} / {r['generated_embeddings']} |"
+            + fad_cells(r, fad)
+        )
+    note = fad_note(fad)
+    if note:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
@@ -173,3 +183,189 @@ def fad_png(path: Path, results: dict[str, Any]) -> None:
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
+
+
+def _fad_cell(row: dict[str, Any] | None) -> str:
+    return "-" if row is None else f"{row['fad']:.3f}"
+
+
+def subtractive_markdown(results: dict[str, Any], fad: Any = None) -> str:
+    """Insertion / accompaniment: the FAD rows per inserted stem, the CFG curve and the style curve."""
+    from stemforge.evaluate.fad import FadOptions, fad_cells, fad_columns, fad_note
+
+    fad = fad or FadOptions()
+    s = results["settings"]
+    span = "whole tracks" if s["seconds"] is None else f"{s['seconds']:g} s each"
+    protocol = results["protocol"]
+    if protocol == "insertion" and results["mode"] == "msgld":
+        model = "`insert` by MSDM's Dirac posterior (a joint model: no CFG weight, no instruction)"
+    elif protocol == "insertion":
+        model = f"`insert`, CFG w = {s['guidance']:g}" + (
+            f", instruction `{s['instruction']}`"
+            if s["instruction"]
+            else ", no instruction (the learned null one)"
+        )
+    else:
+        reference = f"stem {s['style_stem']}" if s["style_stem"] else "the same stem"
+        model = (
+            f"`accompany`, CFG w = {s['guidance']:g}, rescale phi = {s['rescale']:g}, style grounding "
+            f"lambda = {s['style_strength']:g} toward {reference} of the next test track"
+        )
+        if results["mode"] != "accompaniment":
+            model += " (a joint model: the mixture is a constraint; w and phi are not used)"
+    any_row = next(iter(next(iter(results["table"].values())).values()))["mix"]
+    head, sep = fad_columns(fad)
+    lines = [
+        f"# {protocol.capitalize()}",
+        "",
+        f"Checkpoint `{s['checkpoint']}` ({results['mode']}), test set `{s['test_set']}`: "
+        f"{len(results['tracks'])} tracks ({span} from {s['offset']:g} s), mixture = sum of "
+        f"{', '.join(s['test_stems'])}. Model: {model}. Sampler {s['sampler']}, {s['steps']} steps, "
+        f"eta {s['eta']:g}, seed {s['seed']}.",
+        "",
+        f"FAD (lower is better; embedder {results['embedder']}, float64 statistics, {any_row['real_embeddings']} "
+        "windows per reference set) of the inserted stem against the test set's real stems of that name, "
+        "and of the resulting mixture against the test mixtures. `codec oracle`: the true stem through "
+        "the codec; `no stem`: the mixture without the stem.",
+        "",
+        "| stem | row | FAD stem | FAD mix | windows |" + head,
+        "|---|---|---|---|---|" + sep,
+    ]
+    for stem, rows in results["table"].items():
+        for name, r in rows.items():
+            extra = fad_cells(r["mix"], fad) if r["mix"] else ""
+            lines.append(
+                f"| {stem} | {name} | {_fad_cell(r['stem'])} | {_fad_cell(r['mix'])} | "
+                f"{r['mix']['generated_embeddings']} |" + extra
+            )
+    losing = [
+        stem
+        for stem, rows in results["table"].items()
+        if rows["model"]["mix"]["fad"] >= rows["no stem"]["mix"]["fad"]
+    ]
+    if losing:
+        lines += [
+            "",
+            f"Stems whose model mixture does not beat the mixture without the stem on FAD: {', '.join(losing)}.",
+        ]
+    note = fad_note(fad)
+    if note:
+        lines += ["", f"Optional columns are of the mixture FAD. {note}"]
+    if results["cfg"]:
+        lines += [
+            "",
+            "## FAD against the CFG weight (Pasini et al., Fig. 2)",
+            "",
+            f"Style grounding lambda = {s['style_strength']:g} throughout; rescale off (phi = 0) and on "
+            f"(phi = {s['rescale']:g}). Plot: cfg.png.",
+            "",
+            "| stem | w | phi | FAD stem | FAD mix |",
+            "|---|---|---|---|---|",
+        ]
+        for stem, points in results["cfg"].items():
+            for p in points:
+                lines.append(
+                    f"| {stem} | {p['guidance']:g} | {p['rescale']:g} | {_fad_cell(p['stem'])} | {_fad_cell(p['mix'])} |"
+                )
+    elif protocol == "accompaniment" and s["cfg_sweep"]:
+        lines += ["", "No CFG curve: a joint model takes the mixture as a constraint, without CFG."]
+    if any(v["by_strength"] for v in results["style"].values()):
+        lines += [
+            "",
+            "## Style grounding strength against timbre distance",
+            "",
+            f"Timbre distance: {results['timbre_distance']}; lower is closer. CFG w = {s['guidance']:g}, "
+            f"phi = {s['rescale']:g}; mean over tracks. Plot: style.png.",
+            "",
+            "| stem | lambda | to the reference | to the true stem | tracks |",
+            "|---|---|---|---|---|",
+        ]
+        for stem, v in results["style"].items():
+            for p in v["by_strength"]:
+                lines.append(
+                    f"| {stem} | {p['strength']:g} | {_fmt(p['to_reference'])} | {_fmt(p['to_true'])} | {p['tracks']} |"
+                )
+            lines.append(f"| {stem} | (true stem) | {_fmt(v['true_to_reference'])} | 0 | |")
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def subtractive_png(path: Path, results: dict[str, Any]) -> None:
+    """Grouped bars: per inserted stem, the stem FAD and the mixture FAD of each row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stems = list(results["table"])
+    rows = list(next(iter(results["table"].values())))
+    fig, axes = plt.subplots(1, 2, figsize=(2.5 + 2.2 * len(stems), 3.4))
+    width = 0.8 / len(rows)
+    for ax, what in zip(axes, ("stem", "mix")):
+        for k, row in enumerate(rows):
+            values = [(results["table"][s][row][what] or {}).get("fad", 0.0) for s in stems]
+            ax.bar([i + k * width for i in range(len(stems))], values, width, label=row)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(stems))], stems)
+        ax.set_ylabel(f"FAD of the {what} ({results['embedder']})", fontsize=8)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{results['protocol'].capitalize()}, {len(results['tracks'])} tracks", fontsize=9)
+    _save(fig, path)
+
+
+def cfg_png(path: Path, results: dict[str, Any]) -> None:
+    """FAD against the CFG weight, one line with and one without rescale per stem (Pasini's Fig. 2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.4))
+    for ax, what in zip(axes, ("stem", "mix")):
+        for stem, points in results["cfg"].items():
+            for phi in sorted({p["rescale"] for p in points}):
+                line = [p for p in points if p["rescale"] == phi]
+                ax.plot(
+                    [p["guidance"] for p in line],
+                    [p[what]["fad"] for p in line],
+                    marker="o",
+                    linestyle="-" if phi else "--",
+                    label=f"{stem}, " + (f"rescale {phi:g}" if phi else "no rescale"),
+                )
+        ax.set_xlabel("CFG weight w")
+        ax.set_ylabel(f"FAD of the {what} ({results['embedder']})", fontsize=8)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Accompaniment: FAD against CFG weight, {len(results['tracks'])} tracks", fontsize=9)
+    _save(fig, path)
+
+
+def style_png(path: Path, results: dict[str, Any]) -> None:
+    """Timbre distance to the reference against the style grounding strength."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    for stem, v in results["style"].items():
+        points = [p for p in v["by_strength"] if p["to_reference"] is not None]
+        line = ax.plot(
+            [p["strength"] for p in points], [p["to_reference"] for p in points], marker="o", label=stem
+        )
+        if v["true_to_reference"] is not None:
+            ax.axhline(
+                v["true_to_reference"], color=line[0].get_color(), linestyle=":", label=f"{stem}: true stem"
+            )
+    ax.set_xlabel("style grounding strength lambda")
+    ax.set_ylabel("timbre distance to the reference (MFCC)", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.set_title(f"Accompaniment, {len(results['tracks'])} tracks", fontsize=9)
+    _save(fig, path)

@@ -42,16 +42,16 @@ class Track:
 
         waves: list[torch.Tensor | None] = []
         for group in self.files:
-            total = None
+            total: torch.Tensor | None = None
             for path in group:
                 wave, _ = read_audio(path, sample_rate=sample_rate)
                 total = wave if total is None else _add(total, wave)
             waves.append(total)
         length = max((w.shape[-1] for w in waves if w is not None), default=0)
         stems = torch.zeros(len(waves), length)
-        for s, wave in enumerate(waves):
-            if wave is not None:
-                stems[s, : wave.shape[-1]] = wave
+        for s, found in enumerate(waves):
+            if found is not None:
+                stems[s, : found.shape[-1]] = found
         start = round(offset * sample_rate)
         stop = length if seconds is None else start + round(seconds * sample_rate)
         return stems[:, start:stop]

@@ -1,7 +1,9 @@
 """The audio commands end to end: read and check inputs, run the model in chunks, write the files.
 
 Each function returns the paths it wrote; they are written only once everything succeeded
-(:class:`~stemforge.insert.outputs.StagedOutputs`).
+(:class:`~stemforge.insert.outputs.StagedOutputs`). Inputs are paths, or audio already read and
+checked by :func:`~stemforge.insert.audio_input.load_input_audio` (the command line reads every
+input before it loads the model).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from pathlib import Path
 
 from torch import Tensor
 
-from stemforge.insert.audio_input import DEFAULT_MAX_SECONDS, InputAudio, read_input_audio, to_output_rate
+from stemforge.insert.audio_input import DEFAULT_MAX_SECONDS, InputAudio, load_input_audio, to_output_rate
 from stemforge.insert.errors import InsertError
 from stemforge.insert.outputs import StagedOutputs, check_out_dir
 from stemforge.insert.progress import Reporter
 from stemforge.pipelines import ChunkOptions, MultiTrackPipeline, OutputChecks, SamplingOptions, limit_mix
 
 AudioModel = MultiTrackPipeline
+#: An input file: its path, or the audio :func:`load_input_audio` read from it.
+AudioSource = Path | InputAudio
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,15 @@ class InputOptions:
     max_seconds: float = DEFAULT_MAX_SECONDS
 
 
-def _read(model: AudioModel, path: Path, what: str, inputs: InputOptions) -> InputAudio:
-    return read_input_audio(
-        path, model.sample_rate, what=what, downmix=inputs.downmix, max_seconds=inputs.max_seconds
-    )
+def read_source(source: AudioSource, what: str, inputs: InputOptions) -> InputAudio:
+    """``source`` read and checked at its own rate (audio already read is returned as it is)."""
+    if isinstance(source, InputAudio):
+        return source
+    return load_input_audio(source, what=what, downmix=inputs.downmix, max_seconds=inputs.max_seconds)
+
+
+def _read(model: AudioModel, source: AudioSource, what: str, inputs: InputOptions) -> InputAudio:
+    return read_source(source, what, inputs).at_rate(model.sample_rate)
 
 
 def _write_stems(
@@ -70,7 +79,7 @@ def _write_stems(
 
 def run_separate(
     model: AudioModel,
-    mix_path: Path,
+    mix_path: AudioSource,
     out: Path,
     *,
     method: str = "cfg",
@@ -111,7 +120,7 @@ def run_generate(
     independent_chunks: bool = False,
 ) -> list[Path]:
     model.check_generation(seconds)
-    rate = sample_rate or model.sample_rate
+    rate = model.sample_rate if sample_rate is None else sample_rate
     if rate <= 0:
         raise InsertError(f"--sample-rate {rate}: give a positive rate in Hz")
     num_samples = max(1, round(seconds * model.sample_rate))
@@ -149,7 +158,7 @@ def parse_given(text: str) -> dict[str, Path]:
 
 def run_arrange(
     model: AudioModel,
-    given: dict[str, Path],
+    given: dict[str, AudioSource],
     out: Path,
     *,
     sampling: SamplingOptions,
@@ -191,7 +200,7 @@ def run_arrange(
 
 def run_insert_audio(
     model: AudioModel,
-    mix_path: Path,
+    mix_path: AudioSource,
     stem: str,
     out: Path,
     *,
@@ -231,11 +240,11 @@ def run_insert_audio(
 
 def run_accompany(
     model: AudioModel,
-    mix_path: Path,
+    mix_path: AudioSource,
     stem: str,
     out: Path,
     *,
-    style: Path | None = None,
+    style: AudioSource | None = None,
     style_strength: float = 0.7,
     guidance: float = 3.0,
     rescale: float = 0.7,
@@ -258,7 +267,7 @@ def run_accompany(
         mix.wave,
         stem,
         style=None if reference is None else reference.wave,
-        style_name=str(style),
+        style_name=str(style if reference is None else reference.path),
         style_strength=style_strength,
         guidance=guidance,
         rescale=rescale,

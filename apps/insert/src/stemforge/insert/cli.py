@@ -17,11 +17,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stemforge.insert.errors import InsertError
 from stemforge.pipelines import PipelineError
+
+if TYPE_CHECKING:
+    from stemforge.insert.audio_commands import InputOptions
+    from stemforge.insert.audio_input import InputAudio
+    from stemforge.insert.preflight import CheckpointInfo
+    from stemforge.pipelines import ChunkOptions, SamplingOptions
 
 PROG = "stemforge-insert"
 
@@ -40,12 +48,20 @@ def _device(name: str):
     return device
 
 
-def _audio_model(args: argparse.Namespace):
+def _audio_checkpoint(args: argparse.Namespace):
+    """The audio checkpoint's folder as its JSON describes it (kind, stems, schedule); no weights."""
     from stemforge.insert.embedded import demo_audio_checkpoint
+    from stemforge.insert.preflight import peek_checkpoint
+
+    return peek_checkpoint(
+        Path(args.checkpoint) if args.checkpoint else demo_audio_checkpoint(), "multitrack"
+    )
+
+
+def _audio_model(args: argparse.Namespace, path: Path, device):
     from stemforge.pipelines import MultiTrackPipeline
 
-    path = Path(args.checkpoint) if args.checkpoint else demo_audio_checkpoint()
-    model = MultiTrackPipeline.from_pretrained(path, _device(args.device))
+    model = MultiTrackPipeline.from_pretrained(path, device)
     if not args.checkpoint and not args.quiet:
         print(
             f"{PROG}: using {model.label} (a demonstration model; pass --checkpoint for a real one)",
@@ -65,8 +81,41 @@ def _options(args: argparse.Namespace):
     chunking = ChunkOptions(
         chunk_seconds=args.chunk_seconds, overlap=args.overlap, batch_size=args.batch_size
     )
+    if not args.max_seconds > 0:
+        raise InsertError(f"--max-seconds {args.max_seconds}: give a positive length in seconds")
     inputs = InputOptions(downmix=args.downmix, max_seconds=args.max_seconds)
     return sampling, chunking, inputs
+
+
+@dataclass(frozen=True)
+class _AudioPlan:
+    """An audio command's options, device and checkpoint, checked before any input is read."""
+
+    checkpoint: CheckpointInfo
+    sampling: SamplingOptions
+    chunking: ChunkOptions
+    inputs: InputOptions
+    device: object
+
+    def read(self, path: str | Path, what: str) -> InputAudio:
+        """One input file, read in full and checked (before the model is loaded)."""
+        from stemforge.insert.audio_input import load_input_audio
+
+        return load_input_audio(
+            Path(path), what=what, downmix=self.inputs.downmix, max_seconds=self.inputs.max_seconds
+        )
+
+
+def _audio_plan(args: argparse.Namespace, stems: Sequence[tuple[str, str]] = ()) -> _AudioPlan:
+    """Options first, then the checkpoint's JSON: its kind, ``stems`` ((option, name) pairs) among
+    its stems, ``--steps`` within its schedule."""
+    sampling, chunking, inputs = _options(args)
+    device = _device(args.device)
+    checkpoint = _audio_checkpoint(args)
+    for option, stem in stems:
+        checkpoint.check_stem(stem, option)
+    checkpoint.check_steps(sampling.steps)
+    return _AudioPlan(checkpoint, sampling, chunking, inputs, device)
 
 
 def _report(paths: Sequence[Path]) -> None:
@@ -75,22 +124,35 @@ def _report(paths: Sequence[Path]) -> None:
 
 
 def _run_audio_command(
-    args: argparse.Namespace, run, *positional, outputs, takes_inputs: bool = True, **options
+    args: argparse.Namespace,
+    plan: _AudioPlan,
+    run,
+    *positional,
+    outputs: Callable[[Sequence[str]], list[str]],
+    takes_inputs: bool = True,
+    **options,
 ) -> int:
-    """Load the audio model, run one audio command with a progress reporter, list what it wrote.
+    """Check the outputs, then load the audio model and run one audio command with a progress
+    reporter, and list what it wrote. The inputs in ``positional`` / ``options`` are read already.
 
-    ``outputs(model)``: the file names the command writes into ``--out``, refused up front if they
-    exist (unless ``--overwrite``), so that no sampling time is spent on a result that cannot be kept.
+    ``outputs(stems)``: the file names the command writes into ``--out``, refused up front if they
+    exist (unless ``--overwrite``), as is an ``--out`` that cannot be written, so that no loading or
+    sampling time is spent on a result that cannot be kept.
     """
     import dataclasses
 
-    from stemforge.insert.outputs import refuse_existing
+    from stemforge.insert.outputs import check_out_dir, refuse_existing
     from stemforge.insert.progress import Reporter
     from stemforge.pipelines.chunked import OutputChecks
     from stemforge.pipelines.sampling import default_eta, default_separation_guidance
 
-    sampling, chunking, inputs = _options(args)
-    model = _audio_model(args)
+    out = check_out_dir(Path(args.out))
+    if plan.checkpoint.stems is not None:
+        refuse_existing([out / name for name in outputs(plan.checkpoint.stems)], overwrite=args.overwrite)
+    model = _audio_model(args, plan.checkpoint.path, plan.device)
+    if plan.checkpoint.stems is None:  # a folder whose JSON does not list them: known now
+        refuse_existing([out / name for name in outputs(model.stems)], overwrite=args.overwrite)
+    sampling = plan.sampling
     sampling.check_schedule(model.schedule.num_steps)
     # Options left out take the values the pipeline records (an imported MSG-LD checkpoint: eta 1,
     # separation w from its config), else stemforge's defaults (eta 1, separation w 2).
@@ -98,29 +160,43 @@ def _run_audio_command(
         sampling = dataclasses.replace(sampling, eta=default_eta(model))
     if "guidance" in options and options["guidance"] is None:
         options["guidance"] = default_separation_guidance(model)
-    refuse_existing([Path(args.out) / name for name in outputs(model)], overwrite=args.overwrite)
     if takes_inputs:
-        options["inputs"] = inputs
+        options["inputs"] = plan.inputs
     options["checks"] = OutputChecks(allow_degenerate=args.allow_degenerate)
     with Reporter(not args.quiet) as reporter:
-        paths = run(model, *positional, sampling=sampling, chunking=chunking, reporter=reporter, **options)
+        paths = run(
+            model, *positional, sampling=sampling, chunking=plan.chunking, reporter=reporter, **options
+        )
     _report(paths)
     return 0
 
 
-def _cmd_convert(args: argparse.Namespace) -> int:
-    from stemforge.pipelines import MultiTrackPipeline, VoiceInsertionPipeline, folder_kind
+def _check_pipeline_out(args: argparse.Namespace) -> Path:
+    """``--out`` of convert / import-msgld: a new folder, or a pipeline folder with --overwrite, in a
+    place that can be written."""
+    from stemforge.insert.outputs import writable_ancestor
 
     out = Path(args.out)
     if out.exists() and not (out / "pipeline.json").is_file():
         raise InsertError(f"--out {out}: exists and is not a pipeline folder; choose a new folder")
     if out.exists() and not args.overwrite:
         raise InsertError(f"--out {out}: already holds a pipeline; pass --overwrite to replace it")
+    writable_ancestor(out, "the pipeline folder")
+    return out
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from stemforge.insert.preflight import peek_checkpoint
+    from stemforge.pipelines import MultiTrackPipeline, VoiceInsertionPipeline
+
+    out = _check_pipeline_out(args)
+    source = peek_checkpoint(Path(args.checkpoint), option="CHECKPOINT")
+    if out.exists() and out.resolve() == source.path.resolve():
+        raise InsertError(f"--out {out}: is the model being converted; choose a new folder")
     import torch
 
-    source = Path(args.checkpoint)
-    cls = VoiceInsertionPipeline if folder_kind(source) == "voice-insertion" else MultiTrackPipeline
-    pipe = cls.from_pretrained(source)
+    cls = VoiceInsertionPipeline if source.kind == "voice-insertion" else MultiTrackPipeline
+    pipe = cls.from_pretrained(source.path)
     dtype = {"float32": None, "float16": torch.float16}[args.dtype]
     _report([pipe.save_pretrained(out, dtype)])
     return 0
@@ -129,51 +205,67 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_import_msgld(args: argparse.Namespace) -> int:
     """Convert an original MSG-LD Lightning checkpoint once into a pipeline folder (the original's
     sampler conventions recorded in its pipeline.json). Every input is checked before any work."""
-    out = Path(args.out)
-    if out.exists() and not (out / "pipeline.json").is_file():
-        raise InsertError(f"--out {out}: exists and is not a pipeline folder; choose a new folder")
-    if out.exists() and not args.overwrite:
-        raise InsertError(f"--out {out}: already holds a pipeline; pass --overwrite to replace it")
+    out = _check_pipeline_out(args)
     ckpt = Path(args.ckpt)
-    if not ckpt.is_file():
+    fix = "give the MSG-LD Lightning checkpoint (.ckpt, e.g. from the Zenodo record)"
+    if not ckpt.exists():
+        raise InsertError(f"{ckpt}: no such file; {fix}")
+    if ckpt.is_dir():
         raise InsertError(
-            f"{ckpt}: no such file; give the MSG-LD Lightning checkpoint (.ckpt, e.g. from the Zenodo record)"
+            f"{ckpt}: is a folder, not a Lightning checkpoint file; {fix} (a pipeline folder is used as it is, "
+            "with --checkpoint)"
         )
     try:
         with ckpt.open("rb") as handle:
             magic = handle.read(4)
     except OSError as err:
         raise InsertError(f"{ckpt}: cannot be read ({err.strerror or err})") from err
+    if not magic:
+        raise InsertError(f"{ckpt}: the file is empty (0 bytes); {fix}")
     if not (magic.startswith(b"PK\x03\x04") or magic.startswith(b"\x80")):
         raise InsertError(
             f"{ckpt}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle); give the "
             "MSG-LD Lightning checkpoint (.ckpt)"
         )
     for option, value in (("--config", args.config), ("--vocoder-config", args.vocoder_config)):
-        if value is not None and not Path(value).is_file():
-            raise InsertError(f"{option} {value}: no such file")
+        if value is None:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            what = "is a folder" if path.is_dir() else "no such file"
+            raise InsertError(f"{option} {value}: {what}; give the file MSG-LD was trained with")
+        if path.stat().st_size == 0:
+            raise InsertError(f"{option} {value}: the file is empty; give the file MSG-LD was trained with")
     import torch
 
-    from stemforge.pipelines.msgld import load_msgld_checkpoint, read_msgld_config
+    from stemforge.pipelines.msgld import load_msgld_checkpoint
 
-    config = read_msgld_config(args.config)
     dtype = {"float32": None, "float16": torch.float16}[args.dtype]
     if not args.quiet:
         print(f"{PROG}: reading {ckpt} ({args.weights} weights)", file=sys.stderr)
-    pipe = load_msgld_checkpoint(ckpt, config, vocoder_config=args.vocoder_config, weights=args.weights)
+    # The config and the vocoder config are read and checked (errors naming their files) before
+    # the checkpoint's tensors are.
+    pipe = load_msgld_checkpoint(ckpt, args.config, vocoder_config=args.vocoder_config, weights=args.weights)
     _report([pipe.save_pretrained(out, dtype)])
     return 0
 
 
 def _cmd_separate(args: argparse.Namespace) -> int:
     from stemforge.insert.audio_commands import run_separate
+    from stemforge.insert.preflight import check_non_negative
 
+    check_non_negative("--guidance", args.guidance)
+    plan = _audio_plan(args)
+    if args.method != "cfg":
+        plan.sampling.require_ddim(f"--method {args.method}")
+    mix = plan.read(args.mix, "mixture")
     return _run_audio_command(
         args,
+        plan,
         run_separate,
-        Path(args.mix),
+        mix,
         Path(args.out),
-        outputs=lambda model: [f"{s}.wav" for s in model.stems],
+        outputs=lambda stems: [f"{s}.wav" for s in stems],
         method=args.method,
         guidance=args.guidance,
     )
@@ -181,12 +273,21 @@ def _cmd_separate(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from stemforge.insert.audio_commands import run_generate
+    from stemforge.insert.preflight import check_positive
+    from stemforge.pipelines import MAX_GENERATE_SECONDS
 
+    if not 0 < args.seconds <= MAX_GENERATE_SECONDS:
+        raise InsertError(
+            f"--seconds {args.seconds}: give a length in (0, {MAX_GENERATE_SECONDS:.0f}] seconds"
+        )
+    check_positive("--sample-rate", args.sample_rate, " in Hz (or leave it out: the model's rate)")
+    plan = _audio_plan(args)
     return _run_audio_command(
         args,
+        plan,
         run_generate,
         Path(args.out),
-        outputs=lambda model: [*(f"{s}.wav" for s in model.stems), "mix.wav", "mix.json"],
+        outputs=lambda stems: [*(f"{s}.wav" for s in stems), "mix.wav", "mix.json"],
         takes_inputs=False,
         seconds=args.seconds,
         sample_rate=args.sample_rate,
@@ -198,26 +299,38 @@ def _cmd_arrange(args: argparse.Namespace) -> int:
     from stemforge.insert.audio_commands import parse_given, run_arrange
 
     given = parse_given(args.given)
+    plan = _audio_plan(args, [("--given", name) for name in given])
+    plan.sampling.require_ddim("arrangement by inpainting")
+    stems = plan.checkpoint.stems
+    if stems is not None and set(given) >= set(stems):
+        raise InsertError(f"--given names every stem ({', '.join(stems)}); leave out the ones to generate")
+    audio = {name: plan.read(path, f"given stem {name}") for name, path in given.items()}
     return _run_audio_command(
         args,
+        plan,
         run_arrange,
-        given,
+        audio,
         Path(args.out),
-        outputs=lambda model: [*(f"{s}.wav" for s in model.stems if s not in given), "mix.wav", "mix.json"],
+        outputs=lambda stems: [*(f"{s}.wav" for s in stems if s not in given), "mix.wav", "mix.json"],
         independent_chunks=args.independent_chunks,
     )
 
 
 def _cmd_audio(args: argparse.Namespace) -> int:
     from stemforge.insert.audio_commands import run_insert_audio
+    from stemforge.insert.preflight import check_non_negative
 
+    check_non_negative("--guidance", args.guidance)
+    plan = _audio_plan(args, [("--stem", args.stem)])
+    mix = plan.read(args.mix, "mixture")
     return _run_audio_command(
         args,
+        plan,
         run_insert_audio,
-        Path(args.mix),
+        mix,
         args.stem,
         Path(args.out),
-        outputs=lambda model: [f"{args.stem}.wav", "mix.wav", "mix.json"],
+        outputs=lambda stems: [f"{args.stem}.wav", "mix.wav", "mix.json"],
         instruction=args.instruction,
         guidance=args.guidance,
     )
@@ -225,15 +338,23 @@ def _cmd_audio(args: argparse.Namespace) -> int:
 
 def _cmd_accompany(args: argparse.Namespace) -> int:
     from stemforge.insert.audio_commands import run_accompany
+    from stemforge.insert.preflight import check_fraction, check_non_negative
 
+    check_non_negative("--guidance", args.guidance)
+    check_fraction("--style-strength", args.style_strength)
+    check_fraction("--rescale", args.rescale)
+    plan = _audio_plan(args, [("--stem", args.stem)])
+    mix = plan.read(args.mix, "mixture")
+    style = plan.read(args.style, "style reference") if args.style else None
     return _run_audio_command(
         args,
+        plan,
         run_accompany,
-        Path(args.mix),
+        mix,
         args.stem,
         Path(args.out),
-        outputs=lambda model: [f"{args.stem}.wav", "mix.wav", "mix.json"],
-        style=Path(args.style) if args.style else None,
+        outputs=lambda stems: [f"{args.stem}.wav", "mix.wav", "mix.json"],
+        style=style,
         style_strength=args.style_strength,
         guidance=args.guidance,
         rescale=args.rescale,
@@ -241,8 +362,11 @@ def _cmd_accompany(args: argparse.Namespace) -> int:
 
 
 def _cmd_midi(args: argparse.Namespace) -> int:
+    """Options, outputs, the checkpoint's JSON and the whole MIDI file are checked before the model
+    is loaded."""
     from stemforge.insert.embedded import example_chorale, jsb_checkpoint
-    from stemforge.insert.midi_command import insert_midi_stems, parse_stems
+    from stemforge.insert.midi_command import insert_midi_stems, parse_stems, read_song
+    from stemforge.insert.preflight import check_midi_options, check_positive, peek_checkpoint
     from stemforge.insert.progress import Reporter
     from stemforge.pipelines import VoiceInsertionPipeline
 
@@ -253,16 +377,34 @@ def _cmd_midi(args: argparse.Namespace) -> int:
             "name the MIDI file (SONG.mid), or pass --example for the chorale that ships with the app"
         )
     stems = parse_stems(args.stem, args.stems)
+    check_midi_options(args.steps, args.temperature)
+    if not args.no_preview:
+        check_positive("--preview-rate", args.preview_rate, " in Hz")
     _check_midi_outputs(args)
     device = _device(args.device)
-    model = VoiceInsertionPipeline.from_pretrained(
-        Path(args.checkpoint) if args.checkpoint else jsb_checkpoint(), device
+    checkpoint = peek_checkpoint(
+        Path(args.checkpoint) if args.checkpoint else jsb_checkpoint(), "voice-insertion"
     )
-    song = example_chorale() if args.example else Path(args.song)
+    for stem in stems:
+        checkpoint.check_stem(stem)
+    song_path = example_chorale() if args.example else Path(args.song)
     with Reporter(not args.quiet) as reporter:
+        model = None
+        if checkpoint.stems is None:  # a folder whose JSON does not list them: load to know them
+            model = VoiceInsertionPipeline.from_pretrained(checkpoint.path, device)
+        song = read_song(
+            song_path,
+            checkpoint.stems or model.stems,  # type: ignore[union-attr]
+            stems,
+            voice_map=args.map,
+            steps_per_quarter=checkpoint.steps_per_quarter if model is None else model.steps_per_quarter,
+            reporter=reporter,
+        )
+        if model is None:
+            model = VoiceInsertionPipeline.from_pretrained(checkpoint.path, device)
         paths = insert_midi_stems(
             model,
-            song,
+            song_path,
             stems,
             Path(args.out),
             instruction=args.instruction,
@@ -275,7 +417,7 @@ def _cmd_midi(args: argparse.Namespace) -> int:
             preview_rate=args.preview_rate,
             png=not args.no_png,
             reporter=reporter,
-            voice_map=args.map,
+            song=song,
         )
     _report(paths)
     return 0
@@ -287,6 +429,10 @@ def _check_midi_outputs(args: argparse.Namespace) -> None:
     from stemforge.insert.outputs import refuse_existing, writable_ancestor
 
     out = Path(args.out)
+    if out.suffix.lower() not in (".mid", ".midi"):
+        raise InsertError(f"--out {out}: give a MIDI file name ending in .mid")
+    if out.is_dir():
+        raise InsertError(f"--out {out}: is a folder; give a file name such as out/song_bass.mid")
     planned = [out]
     if not args.no_preview:
         planned.append(out.with_suffix(".wav"))

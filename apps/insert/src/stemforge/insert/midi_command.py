@@ -9,6 +9,7 @@ from typing import Literal
 from stemforge.insert.errors import InsertError
 from stemforge.insert.outputs import StagedOutputs
 from stemforge.insert.progress import Reporter
+from stemforge.midi import VoiceSong
 from stemforge.pipelines import PipelineError, VoiceInsertionPipeline
 
 
@@ -22,6 +23,42 @@ def parse_stems(stem: str | None, stems: str | None) -> list[str]:
     if len(set(names)) != len(names):
         raise InsertError(f"--stems {text}: a stem is named twice")
     return names
+
+
+def read_song(
+    song_path: Path,
+    model_stems: Sequence[str],
+    stems: Sequence[str],
+    *,
+    voice_map: str | None = None,
+    steps_per_quarter: int = 4,
+    reporter: Reporter | None = None,
+) -> VoiceSong:
+    """Read ``song_path`` onto the model's voices and check that it gives context for ``stems``
+    (no model needed: the command line reads the piece before it loads one). What the reading
+    decided (tracks matched by family or register, chords reduced, tracks dropped) is reported
+    once the piece is known to be usable."""
+    from stemforge.midi import MidiError, check_context, parse_voice_map, read_voice_song
+
+    unknown = [s for s in stems if s not in model_stems]
+    if unknown:
+        raise InsertError(f"--stem {unknown[0]}: the model's stems are {', '.join(model_stems)}")
+    try:
+        mapping = None if voice_map is None else parse_voice_map(voice_map)
+        song = read_voice_song(
+            song_path,
+            model_stems,
+            targets=list(stems),
+            voice_map=mapping,
+            steps_per_quarter=steps_per_quarter,
+        )
+        check_context(song, model_stems, [list(model_stems).index(s) for s in stems])
+    except MidiError as err:
+        raise InsertError(str(err)) from err
+    if reporter is not None:
+        for line in song.notes:
+            reporter.note(f"note: {Path(song_path).name}: {line}")
+    return song
 
 
 def insert_midi_stems(
@@ -41,6 +78,7 @@ def insert_midi_stems(
     png: bool = True,
     reporter: Reporter | None = None,
     voice_map: str | None = None,
+    song: VoiceSong | None = None,
 ) -> list[Path]:
     """Insert ``stems`` into ``song_path``; write ``out`` (.mid), ``out``.wav and ``out``.png.
 
@@ -49,6 +87,7 @@ def insert_midi_stems(
     (default) forbids parallel fifths and octaves against the known voices while decoding.
     ``voice_map`` (``"soprano=Flute,bass=#3"``) says which track plays which voice; without it the
     tracks are matched by name, General MIDI family or register, and the command says how.
+    ``song``: the piece already read by :func:`read_song` (then ``voice_map`` is not used).
     """
     import torch
 
@@ -61,7 +100,7 @@ def insert_midi_stems(
     if out.exists() and out.is_dir():
         raise InsertError(f"--out {out}: is a folder; give a file name such as out/song_bass.mid")
     model.check_options(steps, temperature, order)
-    target_indices = model.stem_indices(stems)
+    model.stem_indices(stems)
     if preview:
         from stemforge.data import renderer_problem
 
@@ -71,29 +110,15 @@ def insert_midi_stems(
                 f"warning: no preview {out.with_suffix('.wav').name}: {problem}; the MIDI is written"
             )
             preview = False
-    mapping = None
-    if voice_map is not None:
-        from stemforge.midi import MidiError, parse_voice_map
-
-        try:
-            mapping = parse_voice_map(voice_map)
-        except MidiError as err:
-            raise InsertError(str(err)) from err
-    from stemforge.midi import MidiError, check_context, read_voice_song
-
-    try:
-        song = read_voice_song(
+    if song is None:
+        song = read_song(
             song_path,
             model.stems,
-            targets=list(stems),
-            voice_map=mapping,
+            stems,
+            voice_map=voice_map,
             steps_per_quarter=model.steps_per_quarter,
+            reporter=reporter,
         )
-        for line in song.notes:
-            reporter.note(f"note: {song_path.name}: {line}")
-        check_context(song, model.stems, target_indices)
-    except MidiError as err:
-        raise InsertError(str(err)) from err
     if instruction and not model.text_dim:
         reporter.note(
             f"note: the MIDI model {model.label} has no text conditioning; the instruction is not used"

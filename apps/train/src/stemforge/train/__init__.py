@@ -1,7 +1,8 @@
 """stemforge-train: data preparation and training of codecs, multi-track LDMs and MIDI insertion models on lightning-fabric + DeepSpeed."""
 
+from stemforge.data import LatentCacheDataset  # in stemforge-data since 0.2.0; re-exported
 from stemforge.train.__about__ import __version__
-from stemforge.train.cache import LatentCacheDataset, build_latent_cache
+from stemforge.train.cache import build_latent_cache
 from stemforge.train.checkpoint import (
     CheckpointError,
     check_checkpoint_files,
@@ -23,7 +24,7 @@ from stemforge.train.ema import EMA
 from stemforge.train.engine import FitResult, NonFiniteLossError, fit
 from stemforge.train.launch import LaunchEnvironment, check_launch, detect_launch
 from stemforge.train.ldm_eval import conditioning_val_losses
-from stemforge.train.lr import warmup_lr
+from stemforge.train.lr import scheduled_lr, warmup_lr
 from stemforge.train.sampler import DataPosition, ShardedBatchSampler
 from stemforge.train.strategy import deepspeed_config, make_fabric
 from stemforge.train.tasks.style_unet import StyleConditionedUNet
@@ -58,5 +59,6 @@ __all__ = [
     "load_exported",
     "make_fabric",
     "resolve_checkpoint",
+    "scheduled_lr",
     "warmup_lr",
 ]

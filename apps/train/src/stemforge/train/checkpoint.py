@@ -305,10 +305,79 @@ def export_checkpoint(
     return out
 
 
+def export_pipeline(
+    ckpt: Path,
+    out: Path,
+    weights: Literal["ema", "raw"] = "ema",
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+    codec: Path | None = None,
+) -> Path:
+    """Write a stemforge-pipelines folder (``pipeline.json`` + one folder per component) from a
+    training checkpoint of the ``ldm`` or ``midi`` task, ready for ``from_pretrained`` and every
+    stemforge-insert / stemforge-evaluate command.
+
+    An LDM needs its codec: ``codec`` (a ``Codec.save`` folder), else the ``data.codec`` the run was
+    trained with (an absolute path, or one relative to the working directory). Written atomically:
+    a failure leaves no ``out``.
+    """
+
+    from stemforge.pipelines import MultiTrackPipeline, VoiceInsertionPipeline
+
+    ckpt = resolve_checkpoint(ckpt)
+    task = read_meta(ckpt).get("export", {}).get("task")
+    if task not in ("ldm", "midi"):
+        raise CheckpointError(
+            f"{ckpt}: a {task!r} run is a pipeline component, not a pipeline; export it without --format "
+            "pipeline (a codec goes into a pipeline as its codec/ folder)"
+        )
+    out = Path(out)
+    if out.exists():
+        raise CheckpointError(f"{out}: already exists; choose a new folder for the pipeline")
+    codec_dir: Path | None = None
+    if task == "ldm":
+        recorded = read_meta(ckpt)["export"].get("codec")
+        codec_dir = Path(codec) if codec is not None else (Path(recorded) if recorded else None)
+        if codec_dir is None or not (codec_dir / "config.json").is_file():
+            raise CheckpointError(
+                f"{ckpt}: the LDM's codec folder {str(codec_dir) if codec_dir else '(none recorded)'} is not "
+                "there; pass --codec DIR (the codec it was trained with, `Codec.save` format)"
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        flat = export_checkpoint(ckpt, work / out.name, weights=weights, dtype="float32")
+        if codec_dir is not None:
+            shutil.copytree(codec_dir, flat / "codec")
+        cls: Any = VoiceInsertionPipeline if task == "midi" else MultiTrackPipeline
+        pipe = cls.from_pretrained(flat)
+        storage = None if dtype == "float32" else STORAGE_DTYPES[dtype]
+        pipe.save_pretrained(out, storage)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _model_classes() -> dict[str, Any]:
+    """The classes an export's ``model_class`` may name (a registry: a class path read from a file is
+    never imported)."""
+    from stemforge.codec import AutoencoderKL, HiFiGAN, WaveformAutoencoder
+    from stemforge.pipelines.voice_model import VoiceInsertionModel
+    from stemforge.train.tasks.style_unet import StyleConditionedUNet
+    from stemforge.unet3d import UNet3D
+
+    return {
+        "stemforge.codec.WaveformAutoencoder": WaveformAutoencoder,
+        "stemforge.codec.AutoencoderKL": AutoencoderKL,
+        "stemforge.codec.HiFiGAN": HiFiGAN,
+        "stemforge.unet3d.UNet3D": UNet3D,
+        "stemforge.train.tasks.style_unet.StyleConditionedUNet": StyleConditionedUNet,
+        "stemforge.train.tasks.midi.VoiceInsertionModel": VoiceInsertionModel,
+        "stemforge.pipelines.voice_model.VoiceInsertionModel": VoiceInsertionModel,
+    }
+
+
 def load_exported(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild an exported model from ``config.json`` alone and load ``model.safetensors`` (strict)."""
-    import importlib
-
     folder = Path(folder)
     config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
@@ -316,8 +385,13 @@ def load_exported(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
             f"{folder}: expected {CONFIG_FILE} and {WEIGHTS_FILE}; create them with `stemforge-train export`"
         )
     config = json.loads(config_path.read_text())
-    module_name, _, class_name = config["model_class"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    classes = _model_classes()
+    cls = classes.get(str(config.get("model_class")))
+    if cls is None:
+        raise CheckpointError(
+            f"{config_path}: model_class {config.get('model_class')!r} is not a stemforge model; known classes "
+            f"are {sorted(classes)}"
+        )
     model = cls.from_config(config["model_config"])
     model.load_state_dict(load_file(weights_path), strict=True)
     return model.eval(), config

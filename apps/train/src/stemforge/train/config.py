@@ -28,13 +28,29 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warm-up, global-norm clipping and an EMA of the weights."""
+    """AdamW with linear warm-up, an optional cosine decay, global-norm clipping and an EMA of the weights.
+
+    ``decay: cosine`` lowers the learning rate from ``lr`` after the warm-up to ``min_lr_ratio * lr``
+    at step ``decay_steps`` (0: ``run.max_steps``); ``constant`` (MSG-LD's recipe) keeps ``lr``.
+    """
 
     lr: float = 3e-5
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.01
     eps: float = 1e-8
     warmup_steps: int = 1000
+    decay: Literal["constant", "cosine"] = "constant"
+    decay_steps: int = 0
+    min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.decay_steps < 0:
+            raise ConfigError(
+                f"optim.decay_steps must be 0 (run.max_steps) or a positive step, got {self.decay_steps}"
+            )
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"optim.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
 
@@ -93,7 +109,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], source: str = "<config>") -> TrainConfig:
-        return _build(cls, raw, source, "")
+        """Validate ``raw``, the task's ``model`` and ``data`` sections included (``task_options``)."""
+        config = _build(cls, raw, source, "")
+        config.options(source)
+        return config
+
+    def options(self, source: str = "<config>") -> Any:
+        """The typed ``model`` and ``data`` sections of this config's task (``stemforge.train.options``)."""
+        from stemforge.train.options import task_options
+
+        return task_options(self.task, self.model, self.data, source)
 
 
 def _plain(value: Any) -> Any:
@@ -130,6 +155,10 @@ def _check_value(tp: Any, value: Any, where: str, source: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{source}: {where} must be a string, got {value!r}")
         return value
+    if origin is tuple and len(get_args(tp)) == 2 and get_args(tp)[1] is Ellipsis:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{source}: {where} must be a list, got {value!r}")
+        return tuple(_check_value(get_args(tp)[0], v, f"{where}[{i}]", source) for i, v in enumerate(value))
     if origin is tuple:
         args = get_args(tp)
         if not isinstance(value, list | tuple) or len(value) != len(args):
@@ -140,12 +169,33 @@ def _check_value(tp: Any, value: Any, where: str, source: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _check_value(inner[0], value, where, source)
+        errors = []
+        for candidate in inner:
+            try:
+                return _check_value(candidate, value, where, source)
+            except ConfigError as err:
+                errors.append(err)
+        raise (
+            errors[0]
+            if len(inner) == 1
+            else ConfigError(
+                f"{source}: {where} = {value!r} is none of the accepted forms ({'; '.join(str(e).split(': ', 1)[-1] for e in errors)})"
+            )
+        )
+    if dataclasses.is_dataclass(tp):
+        return _build(typing.cast(type, tp), value, source, f"{where}.")
     if origin is Mapping or tp is Mapping:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{source}: {where} must be a mapping, got {value!r}")
         return dict(value)
     return value
+
+
+def build_section(cls: type, raw: Any, source: str, prefix: str) -> Any:
+    """A frozen dataclass ``cls`` from the mapping ``raw`` read at ``prefix`` of the file ``source``:
+    unknown keys, missing required keys and values of the wrong type are ``ConfigError``s naming the
+    key (and, for unknown keys, the valid ones)."""
+    return _build(cls, raw, source, prefix)
 
 
 def _build(cls: type, raw: Any, source: str, prefix: str) -> Any:

@@ -45,7 +45,7 @@ from stemforge.train.checkpoint import (
 )
 from stemforge.train.config import TrainConfig
 from stemforge.train.ema import EMA
-from stemforge.train.lr import warmup_lr
+from stemforge.train.lr import scheduled_lr
 from stemforge.train.sampler import DataPosition, ShardedBatchSampler
 from stemforge.train.strategy import make_fabric, resolve_accelerator, resolve_precision
 from stemforge.train.tasks import build_task
@@ -278,6 +278,18 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
     groups = optimizer_groups(task, raw_model)
     base_lrs = [float(group.setdefault("lr", optim.lr)) for group in groups]
     start_steps = [int(group.pop("start_step", 0)) for group in groups]
+    decay_steps = optim.decay_steps or run.max_steps
+
+    def schedule(base_lr: float, at_step: int) -> float:
+        return scheduled_lr(
+            base_lr,
+            at_step,
+            optim.warmup_steps,
+            decay=optim.decay,
+            decay_steps=decay_steps,
+            min_lr_ratio=optim.min_lr_ratio,
+        )
+
     optimizer = torch.optim.AdamW(
         groups, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, eps=optim.eps
     )
@@ -380,9 +392,9 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
 
     try:
         while step < run.max_steps:
-            lr = warmup_lr(optim.lr, step, optim.warmup_steps)
+            lr = schedule(optim.lr, step)
             for group, base_lr, start in zip(optimizer.param_groups, base_lrs, start_steps, strict=True):
-                group["lr"] = warmup_lr(base_lr, step - start, optim.warmup_steps) if step >= start else 0.0
+                group["lr"] = schedule(base_lr, step - start) if step >= start else 0.0
             on_step_start = getattr(task, "on_step_start", None)
             if on_step_start is not None:
                 on_step_start(step)

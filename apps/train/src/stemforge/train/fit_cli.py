@@ -32,13 +32,27 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from stemforge.train.checkpoint import CheckpointError, export_checkpoint
+    from stemforge.pipelines import PipelineError
+    from stemforge.train.checkpoint import CheckpointError, export_checkpoint, export_pipeline
 
+    if args.codec and args.format != "pipeline":
+        raise UserError(
+            "--codec is for --format pipeline (an LDM's pipeline folder holds its codec); remove it"
+        )
     try:
-        out = export_checkpoint(Path(args.checkpoint), Path(args.out), weights=args.weights, dtype=args.dtype)
-    except CheckpointError as err:
+        if args.format == "pipeline":
+            codec = Path(args.codec) if args.codec else None
+            out = export_pipeline(
+                Path(args.checkpoint), Path(args.out), weights=args.weights, dtype=args.dtype, codec=codec
+            )
+        else:
+            out = export_checkpoint(
+                Path(args.checkpoint), Path(args.out), weights=args.weights, dtype=args.dtype
+            )
+    except (CheckpointError, PipelineError) as err:
         raise UserError(str(err)) from err
-    print(f"exported {args.weights} weights ({args.dtype}) to {out}")
+    what = "a pipeline folder" if args.format == "pipeline" else "model.safetensors + config.json"
+    print(f"exported {args.weights} weights ({args.dtype}) as {what} to {out}")
     return 0
 
 
@@ -102,6 +116,7 @@ def _codec_bundle(args: argparse.Namespace) -> int:
     from stemforge.train.codec_bundle import bundle_mel_codec
     from stemforge.train.config import ConfigError, load_config
     from stemforge.train.datasets import audio_segments
+    from stemforge.train.options import AudioData
 
     batches = None
     if args.scale_config:
@@ -109,9 +124,13 @@ def _codec_bundle(args: argparse.Namespace) -> int:
             config = load_config(args.scale_config, args.overrides)
         except ConfigError as err:
             raise UserError(str(err)) from err
-        data = dict(config.data)
-        stems = tuple(data.get("stems", ("bass", "drums", "guitar", "piano")))
-        samples = round(float(data.get("segment_seconds", 10.24)) * 16000)
+        data = config.options(str(args.scale_config)).data
+        if not isinstance(data, AudioData):
+            raise UserError(
+                f"{args.scale_config}: task {config.task!r} reads no audio; give a codec or LDM config"
+            )
+        stems = data.stems
+        samples = round(data.segment_seconds * 16000)
         dataset = audio_segments(data, "train", stems, 16000, samples)
         count = min(len(dataset), args.scale_items)  # type: ignore[arg-type]
         batches = (torch.stack([dataset[i] for i in range(j, min(j + 4, count))]) for j in range(0, count, 4))
@@ -152,6 +171,18 @@ def register(subparsers: Any) -> None:
         choices=("float32", "float16", "bfloat16"),
         default="float32",
         help="storage type of the weights (loaded into float32 parameters); float16 halves the file",
+    )
+    exp_p.add_argument(
+        "--format",
+        choices=("flat", "pipeline"),
+        default="flat",
+        help="flat: model.safetensors + config.json (run.init_from, codec assembly); pipeline: a "
+        "stemforge-pipelines folder for from_pretrained and the stemforge-insert / -evaluate commands "
+        "(ldm and midi runs)",
+    )
+    exp_p.add_argument(
+        "--codec",
+        help="with --format pipeline, the LDM's codec folder (default: the data.codec it was trained with)",
     )
     exp_p.set_defaults(func=_export)
 

@@ -1,10 +1,12 @@
-"""Audio I/O, resampling, Slakh2100 reader, Slakh-style SoundFont rendering, subtractive-training triplets and embedded corpora."""
+"""Audio I/O, resampling, Slakh2100 reader, Slakh-style SoundFont rendering, subtractive-training
+triplets, embedded corpora, torch Datasets of training segments and latent caches."""
 
 from stemforge.data.__about__ import __version__
 from stemforge.data.audio import AudioError, audio_info, read_audio, write_audio
 from stemforge.data.corpus import JSB_TO_SLAKH, find_midi_files, render_jsb, render_midi_folder
 from stemforge.data.descriptors import StemDescriptors, describe_stem
 from stemforge.data.instructions import InstructionFn, InstructionWriter
+from stemforge.data.latent_cache import EncodeFn, LatentCacheDataset, write_latent_cache, write_latent_split
 from stemforge.data.loudness import integrated_loudness
 from stemforge.data.render import (
     RenderConfig,
@@ -17,6 +19,14 @@ from stemforge.data.render import (
     resolve_soundfont,
 )
 from stemforge.data.resample import resample
+from stemforge.data.segments import (
+    ChoraleCropDataset,
+    SegmentSource,
+    SlakhStems,
+    StemSegmentDataset,
+    StyleReferenceSegments,
+    SubtractiveItems,
+)
 from stemforge.data.slakh_dataset import DroppedTrack, SlakhDataset, TrackEntry, scan_tracks
 from stemforge.data.slakh_format import (
     SLAKH_SPLITS,
@@ -33,17 +43,25 @@ __all__ = [
     "JSB_TO_SLAKH",
     "SLAKH_SPLITS",
     "AudioError",
+    "ChoraleCropDataset",
     "DroppedTrack",
+    "EncodeFn",
     "InstructionFn",
     "InstructionWriter",
+    "LatentCacheDataset",
     "RenderConfig",
     "RenderError",
     "RenderedStem",
     "RenderedTrack",
+    "SegmentSource",
     "SlakhDataset",
     "SlakhFormatError",
+    "SlakhStems",
     "StemDescriptors",
     "StemInfo",
+    "StemSegmentDataset",
+    "StyleReferenceSegments",
+    "SubtractiveItems",
     "SubtractiveTripletDataset",
     "TrackEntry",
     "TrackInfo",
@@ -65,5 +83,7 @@ __all__ = [
     "scan_tracks",
     "subtractive_triplet",
     "write_audio",
+    "write_latent_cache",
+    "write_latent_split",
     "write_slakh_track",
 ]

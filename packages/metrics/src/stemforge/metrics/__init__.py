@@ -1,4 +1,4 @@
-"""FAD (float64, FAD-infinity), embedders, SI-SDRi (MSDM protocol), Mel-MSE, multi-resolution STFT and MIDI metrics as torchmetrics Metrics."""
+"""FAD (float64, FAD-infinity), embedders, SI-SDRi (MSDM protocol), Mel-MSE, multi-resolution STFT and MIDI metrics (and a timbre distance) as torchmetrics Metrics."""
 
 from stemforge.metrics.__about__ import __version__
 from stemforge.metrics.arrangement import SubMixtureFAD, arrangement_subsets, submixture
@@ -37,6 +37,7 @@ from stemforge.metrics.stft import (
     multi_resolution_stft_distance,
 )
 from stemforge.metrics.tf_checkpoint import TFTensorEntry, crc32c, list_tf_checkpoint, read_tf_checkpoint
+from stemforge.metrics.timbre import dct_matrix, mean_mfcc, timbre_distance
 from stemforge.metrics.vggish import VGGishEmbedder, VGGishNet, vggish_log_mel
 
 __all__ = [
@@ -68,12 +69,14 @@ __all__ = [
     "arrangement_subsets",
     "coconet_nll",
     "crc32c",
+    "dct_matrix",
     "fad_infinity",
     "fad_per_file",
     "frechet_distance",
     "gaussian_stats",
     "is_silent",
     "list_tf_checkpoint",
+    "mean_mfcc",
     "mel_mse",
     "multi_resolution_stft_distance",
     "musicnn_checkpoint_prefix",
@@ -89,6 +92,7 @@ __all__ = [
     "si_sdri_windows",
     "slaney_mel_filterbank",
     "submixture",
+    "timbre_distance",
     "vggish_log_mel",
     "voice_range_violations",
 ]

@@ -10,9 +10,13 @@ The trace term uses tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i(S1^(1/2) S2 S1^(1/2)
 eigen-decompositions (S1 = V diag(l) V^T, then the symmetric PSD product), never a general
 matrix square root (scipy.linalg.sqrtm is slow and returns spurious imaginary parts).
 
-FAD-infinity: FAD is biased upward by roughly c / n for n evaluation samples; it is computed at 25
-subset sizes n in [min_n, N] (samples drawn with replacement, as fadtk) and the intercept of the
-least-squares line FAD(n) = FAD_inf + slope / n is the extrapolated value.
+FAD-infinity: FAD is biased upward by roughly c / n for n evaluation samples (Chong & Forsyth,
+"Effectively Unbiased FID and Inception Score and where to find them", CVPR 2020, section 3: the
+bias of the Frechet distance is linear in 1/n to first order); it is computed at 25 subset sizes n
+in [min_n, N] and the intercept of the least-squares line FAD(n) = FAD_inf + slope / n is the
+extrapolated value. Subsets are drawn with replacement by default (fadtk, Gui et al.); with
+``replace=False`` they are drawn without replacement, as Chong & Forsyth do, so the largest subset
+is the whole evaluated set and its point is the plain FAD.
 """
 
 from __future__ import annotations
@@ -126,11 +130,13 @@ def fad_infinity(
     min_n: int = 500,
     generator: torch.Generator | None = None,
     embedder: str = "unknown",
+    replace: bool = True,
 ) -> FADInfinityResult:
     """FAD-infinity of ``evaluated`` (N, D) embeddings against the reference set (stats or (M, D) embeddings).
 
-    fadtk's procedure: ``steps`` sizes n = linspace(min_n, N) (integer part), each a draw of n
-    embeddings with replacement; the intercept of the least-squares line of FAD against 1/n.
+    ``steps`` sizes n = linspace(min_n, N) (integer part), each a draw of n embeddings (with
+    replacement: fadtk's procedure; ``replace=False``: a random subset, Chong & Forsyth's); the
+    intercept of the least-squares line of FAD against 1/n.
     """
     ref = reference if isinstance(reference, GaussianStats) else gaussian_stats(reference)
     total = evaluated.shape[0]
@@ -139,7 +145,10 @@ def fad_infinity(
     sizes = [int(n) for n in np.linspace(min_n, total, steps)]
     points = []
     for n in sizes:
-        idx = torch.randint(0, total, (n,), generator=generator)
+        if replace:
+            idx = torch.randint(0, total, (n,), generator=generator)
+        else:
+            idx = torch.randperm(total, generator=generator)[:n]
         stats = gaussian_stats(evaluated[idx])
         points.append((n, frechet_distance(ref.mean, ref.cov, stats.mean, stats.cov)))
     xs = 1.0 / np.array(sizes, dtype=np.float64)

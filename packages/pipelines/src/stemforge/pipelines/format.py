@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -178,11 +178,13 @@ def save_multitrack(pipe: MultiTrackPipeline, path: Path, dtype: torch.dtype | N
 
     def fill(tmp: Path) -> None:
         components = {"unet": "unet3d", "codec": "codec"}
-        _save_module(pipe.unet, pipe.unet.config.to_dict(), tmp / "unet", dtype)
+        _save_module(pipe.unet, cast(Any, pipe.unet).config.to_dict(), tmp / "unet", dtype)
         save_codec(pipe.codec, tmp / "codec")
         if pipe.style_encoder is not None:
             components["style"] = "style-encoder"
-            _save_module(pipe.style_encoder, pipe.style_encoder.config.to_dict(), tmp / "style", dtype)
+            _save_module(
+                pipe.style_encoder, cast(Any, pipe.style_encoder).config.to_dict(), tmp / "style", dtype
+            )
         if pipe.text_encoder_config is not None:
             components["text"] = "minilm"
             (tmp / "text").mkdir()

@@ -11,6 +11,8 @@ Under a pipeline's recorded MSG-LD conventions the DDIM grid is the original's (
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from stemforge.pipelines.loading import AudioModel
@@ -51,7 +53,7 @@ def inpaint_latents(
 
     options.require_ddim(what)
     recorded = ddim_grid(model, options.steps)  # the original MSG-LD grid, when the folder records it
-    grid = {} if recorded is None else {"grid": recorded[0], "final_timestep": recorded[1]}
+    grid: dict[str, Any] = {} if recorded is None else {"grid": recorded[0], "final_timestep": recorded[1]}
     return inpaint_sample(
         model.unet,
         x_T,

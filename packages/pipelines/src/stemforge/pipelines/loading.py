@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import torch
 
@@ -105,7 +105,7 @@ class AudioModel:
     def config(self) -> Any:
         return self.unet.config
 
-    def to(self, device: torch.device) -> AudioModel:
+    def to(self, device: torch.device) -> Self:
         self.unet.to(device)
         self.codec.to(device)
         if self.style_encoder is not None:

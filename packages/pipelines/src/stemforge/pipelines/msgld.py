@@ -46,7 +46,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import torch
 from torch import Tensor
@@ -146,7 +146,7 @@ class _YamlReader:
             self.lines.append((indent, content.strip(), number))
         self.pos = 0
 
-    def _fail(self, line: int, what: str) -> None:
+    def _fail(self, line: int, what: str) -> NoReturn:
         raise PipelineError(
             f"{self.source} line {line}: {what} is outside the YAML subset stemforge reads; parse the "
             "file with PyYAML (yaml.safe_load) and pass the dict as the config"

@@ -269,7 +269,7 @@ def sample_latents(
     timestep (:func:`ddim_grid`), for ``sampler="ddim"`` only."""
     from stemforge.samplers import ddim_sample, ddpm_sample, dpm_solver_pp_2m_sample
 
-    common = {
+    common: dict[str, Any] = {
         "cond": cond,
         "prediction": prediction,
         "generator": generator,

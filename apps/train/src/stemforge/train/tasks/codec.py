@@ -21,82 +21,71 @@ from torch.utils.data import Dataset
 
 from stemforge.train.config import ConfigError, TrainConfig
 from stemforge.train.datasets import audio_segments, has_split
+from stemforge.train.options import CodecData, CodecModel, codec_config_class, network_config
 from stemforge.train.tasks.adversarial import AdversarialCodec
 from stemforge.train.tasks.base import package_versions
-
-DISCRIMINATOR_KEYS = {"periods", "channels", "msd", "lr", "betas", "weight_decay"}
-
-
-def _model_config(cls: Any, spec: Mapping[str, Any]) -> Any:
-    spec = dict(spec)
-    preset = spec.pop("preset", None)
-    base = cls.from_name(preset).to_dict() if preset else {}
-    return cls.from_dict({**base, **spec})
 
 
 class CodecTask:
     def __init__(self, config: TrainConfig) -> None:
-        from stemforge.codec import (
-            AutoencoderKLConfig,
-            HiFiGANConfig,
-            MelConfig,
-            WaveformAutoencoderConfig,
-        )
+        from stemforge.codec import MelConfig
 
+        options = config.options()
+        model: CodecModel = options.model
         self.kind = config.task
-        self.data = dict(config.data)
-        self.stem_names = tuple(self.data.get("stems", ("bass", "drums", "guitar", "piano")))
-        model = dict(config.model)
+        self.data: CodecData = options.data
+        self.stem_names = self.data.stems
         self._read_adversarial(model, config)
-        self.freeze_encoder = model.pop("freeze_encoder", False)
-        if not isinstance(self.freeze_encoder, bool):
-            raise ConfigError(f"model.freeze_encoder must be true or false, got {self.freeze_encoder!r}")
+        self.freeze_encoder = model.freeze_encoder
         if self.freeze_encoder and self.kind != "waveform_ae":
             raise ConfigError("model.freeze_encoder is for the waveform_ae task; remove the key")
+        self.mel_weight = model.mel_weight
+        if self.mel_weight and (self.kind != "waveform_ae" or self.adversarial):
+            raise ConfigError(
+                "model.mel_weight adds a log-mel L1 term to the waveform_ae task's spectral loss without "
+                "model.adversarial (the vocoder and the GAN step have their own mel term); remove the key"
+            )
+        mel_spec = dict(model.mel)
+        if mel_spec and self.kind == "waveform_ae":
+            raise ConfigError("model.mel is for the mel_vae and vocoder tasks; remove it from this config")
+        self.mel_config = MelConfig.from_name(mel_spec.pop("preset", "msgld"))
+        if mel_spec:
+            unknown = sorted(set(mel_spec) - set(self.mel_config.to_dict()))
+            if unknown:
+                raise ConfigError(
+                    f"unknown key(s) {', '.join('model.mel.' + k for k in unknown)}; valid keys are "
+                    f"{sorted(['preset', *self.mel_config.to_dict()])}"
+                )
+            self.mel_config = type(self.mel_config)(**{**self.mel_config.to_dict(), **mel_spec})
         if self.kind == "waveform_ae":
-            self.model_config = _model_config(WaveformAutoencoderConfig, model)
+            self.model_config = network_config(codec_config_class(self.kind), model)
             self.sample_rate = self.model_config.sample_rate
             self.multiple = self.model_config.hop_length
+            if self.mel_weight and self.sample_rate != self.mel_config.sample_rate:
+                raise ConfigError(
+                    f"model.mel_weight compares MSG-LD's {self.mel_config.sample_rate} Hz mels but the codec runs "
+                    f"at {self.sample_rate} Hz; remove model.mel_weight"
+                )
         else:
-            mel_spec = dict(model.pop("mel", {}))
-            self.mel_config = MelConfig.from_name(mel_spec.pop("preset", "msgld"))
-            if mel_spec:
-                self.mel_config = type(self.mel_config)(**{**self.mel_config.to_dict(), **mel_spec})
-            cls = AutoencoderKLConfig if self.kind == "mel_vae" else HiFiGANConfig
-            self.model_config = _model_config(cls, model)
+            self.model_config = network_config(codec_config_class(self.kind), model)
             self.sample_rate = self.mel_config.sample_rate
             self.multiple = self.mel_config.hop_length * (
                 self.model_config.compression if self.kind == "mel_vae" else 1
             )
-        seconds = float(self.data.get("segment_seconds", 1.0))
-        samples = round(seconds * self.sample_rate)
+        samples = round(self.data.segment_seconds * self.sample_rate)
         self.segment_samples = max(self.multiple, samples - samples % self.multiple)
-        self.kl_weight = float(self.data.get("kl_weight", 1e-6))
-        self.tone_fraction = float(self.data.get("tone_fraction", 0.0))
-        if not 0.0 <= self.tone_fraction < 1.0:
-            raise ConfigError(f"data.tone_fraction must be in [0, 1), got {self.tone_fraction!r}")
+        self.kl_weight = self.data.kl_weight
+        self.tone_fraction = self.data.tone_fraction
         if self.tone_fraction and self.kind != "waveform_ae":
             raise ConfigError("data.tone_fraction is for the waveform_ae task; remove it from this config")
         self._mel: nn.Module | None = None
 
-    def _read_adversarial(self, model: dict[str, Any], config: TrainConfig) -> None:
-        """Pop and check the GAN keys of the ``model`` section (the rest is the codec's own config)."""
-        self.adversarial = model.pop("adversarial", False)
-        self.adversarial_start_step = model.pop("adversarial_start_step", 0)
-        self.adversarial_weight = float(model.pop("adversarial_weight", 1.0))
-        self.discriminator = dict(model.pop("discriminator", {}) or {})
-        if not isinstance(self.adversarial, bool):
-            raise ConfigError(f"model.adversarial must be true or false, got {self.adversarial!r}")
-        if isinstance(self.adversarial_start_step, bool) or not isinstance(self.adversarial_start_step, int):
-            raise ConfigError(
-                f"model.adversarial_start_step must be an integer step, got {self.adversarial_start_step!r}"
-            )
-        unknown = sorted(set(self.discriminator) - DISCRIMINATOR_KEYS)
-        if unknown:
-            raise ConfigError(
-                f"unknown key(s) {', '.join('model.discriminator.' + k for k in unknown)}; "
-                f"valid keys are {sorted(DISCRIMINATOR_KEYS)}"
-            )
+    def _read_adversarial(self, model: CodecModel, config: TrainConfig) -> None:
+        """The GAN options of the ``model`` section (the rest is the codec's own config)."""
+        self.adversarial = model.adversarial
+        self.adversarial_start_step = model.adversarial_start_step
+        self.adversarial_weight = model.adversarial_weight
+        self.discriminator = model.discriminator
         if not self.adversarial:
             return
         if self.kind == "mel_vae":
@@ -136,16 +125,16 @@ class CodecTask:
         if self.freeze_encoder:
             # Decoder-only fine-tuning (with run.init_from): the latent space stays that of the
             # initial weights, so a latent cache and an LDM trained on it remain valid.
-            for param in generator.encoder.parameters():
+            encoder = generator.encoder
+            assert isinstance(encoder, nn.Module)
+            for param in encoder.parameters():
                 param.requires_grad_(False)
         if not self.adversarial:
             return generator
         spec = self.discriminator
-        width = float(spec.get("channels", 1.0))
-        discriminators: list[nn.Module] = [
-            MultiPeriodDiscriminator(tuple(spec.get("periods", (2, 3, 5, 7, 11))), channels=width)
-        ]
-        if spec.get("msd", True):
+        width = spec.channels
+        discriminators: list[nn.Module] = [MultiPeriodDiscriminator(spec.periods, channels=width)]
+        if spec.msd:
             discriminators.append(MultiScaleDiscriminator(channels=width))
         return AdversarialCodec(generator, discriminators, self._reconstruction, self.adversarial_weight)
 
@@ -160,12 +149,12 @@ class CodecTask:
             "params": [p for p in model.discriminators.parameters() if p.requires_grad],
             "start_step": self.adversarial_start_step,
         }
-        if "lr" in self.discriminator:
-            discriminator["lr"] = float(self.discriminator["lr"])
-        if "betas" in self.discriminator:
-            discriminator["betas"] = tuple(float(b) for b in self.discriminator["betas"])
-        if "weight_decay" in self.discriminator:
-            discriminator["weight_decay"] = float(self.discriminator["weight_decay"])
+        if self.discriminator.lr is not None:
+            discriminator["lr"] = self.discriminator.lr
+        if self.discriminator.betas is not None:
+            discriminator["betas"] = self.discriminator.betas
+        if self.discriminator.weight_decay is not None:
+            discriminator["weight_decay"] = self.discriminator.weight_decay
         generator = {
             "name": "generator",
             "params": [p for p in model.generator.parameters() if p.requires_grad],
@@ -184,7 +173,12 @@ class CodecTask:
         from stemforge.codec import multi_scale_spectral_loss
 
         if self.kind == "waveform_ae":
-            return multi_scale_spectral_loss(fake, real)
+            terms = multi_scale_spectral_loss(fake, real)
+            if self.mel_weight:
+                mel = self.mel().to(real.device)
+                terms["mel_l1"] = (mel(fake) - mel(real)).abs().mean()
+                terms["loss"] = terms["loss"] + self.mel_weight * terms["mel_l1"]
+            return terms
         mel = self.mel().to(real.device)
         l1 = (mel(fake) - mel(real)).abs().mean()
         return {"loss": 45.0 * l1, "mel_l1": l1}

@@ -32,23 +32,22 @@ keep the training dropout.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from stemforge.train.cache import LatentCacheDataset
-from stemforge.train.config import TrainConfig
+from stemforge.train.config import ConfigError, TrainConfig
 from stemforge.train.datasets import audio_segments, has_split, style_reference_segments, subtractive_segments
+from stemforge.train.options import LDMData, LDMMode, LDMModel, TextEncoderOptions, ValCondition
 from stemforge.train.tasks.base import package_versions
 
-Mode = Literal["msgld", "arrangement", "accompaniment", "subtractive"]
-_MODES = ("msgld", "arrangement", "accompaniment", "subtractive")
-ValCondition = Literal["full", "train", "null_text", "null_style", "null"]
-_VAL_CONDITIONS = ("full", "train", "null_text", "null_style", "null")
+Mode = LDMMode
 #: What ``export`` records about the text encoder, so that an app rebuilds the same conditioning.
 TEXT_ENCODER = {
     "name": "all-MiniLM-L6-v2",
@@ -62,28 +61,27 @@ class LDMTask:
         from stemforge.samplers.schedules import NoiseSchedule, ScheduleConfig
         from stemforge.unet3d import UNet3DConfig
 
-        model = dict(config.model)
-        self.data = dict(config.data)
+        options = config.options()
+        model: LDMModel = options.model
+        self.data: LDMData = options.data
         self._codec: Any = None
-        self.mode: Mode = model.get("mode", "msgld")
-        if self.mode not in _MODES:
-            raise ValueError(f"model.mode = {self.mode!r}; choose one of {_MODES}")
-        self.stem_names = tuple(self.data.get("stems", ("bass", "drums", "guitar", "piano")))
-        unet = dict(model.get("unet", {"preset": "msgld-slakh"}))
+        self.mode: Mode = model.mode
+        self.stem_names = self.data.stems
+        unet = dict(model.unet)
         preset = unet.pop("preset", None)
         self.insert_stems: tuple[str, ...] | None = None
-        self.text_options: dict[str, Any] = dict(model.get("text_encoder") or {})
+        self.text_options = model.text_encoder
         if self.mode == "subtractive":
-            self.insert_stems = self._insert_stems(model.get("insert_stems"))
+            self.insert_stems = self._insert_stems(model.insert_stems)
             self._set_text_dim(unet)
             unet.update(in_channels=1, out_channels=1, stem_mask=True)
             unet.setdefault("stems", list(self.stem_names))
-        elif self.text_options:
-            raise ValueError("model.text_encoder is used by model.mode = subtractive only")
+        elif self.text_options is not None:
+            raise ConfigError("model.text_encoder is used by model.mode = subtractive only; remove it")
         if self.mode == "accompaniment":
-            self.target = model.get("target_stem")
+            self.target = model.target_stem
             if self.target not in self.stem_names:
-                raise ValueError(
+                raise ConfigError(
                     f"model.target_stem = {self.target!r} must be one of data.stems {list(self.stem_names)}"
                 )
             unet.update(stems=[self.target], in_channels=1, out_channels=1)
@@ -94,56 +92,59 @@ class LDMTask:
             if self.mode == "arrangement":
                 unet.setdefault("stem_mask", True)
         if tuple(unet["stems"]) != (self.stem_names if self.mode != "accompaniment" else (self.target,)):
-            raise ValueError(
+            raise ConfigError(
                 f"model.unet.stems {unet['stems']} differ from data.stems {list(self.stem_names)}"
             )
-        self.segment_seconds = float(self.data.get("segment_seconds", 10.24))
+        self.segment_seconds = self.data.segment_seconds
         self.style_config: Any = None
-        style = model.get("style_encoder")
+        style = model.style_encoder
         if style is not None:
             if self.mode != "accompaniment":
-                raise ValueError("model.style_encoder is used by model.mode = accompaniment only")
-            if not self.data.get("codec"):
-                raise ValueError(
+                raise ConfigError("model.style_encoder is used by model.mode = accompaniment only")
+            if not self.data.codec:
+                raise ConfigError(
                     "model.style_encoder needs data.codec (the style reference is encoded on the fly)"
                 )
             self.style_config = self._style_config(style)
             unet["style_dim"] = self.style_config.style_dim
-        base = UNet3DConfig.from_name(preset).to_dict() if preset else {}
-        self.unet_config = UNet3DConfig.from_dict({**base, **unet, "name": base.get("name", "custom")})
-        schedule = model.get("schedule", "msgld")
-        self.schedule_config = (
-            ScheduleConfig.from_name(schedule) if isinstance(schedule, str) else ScheduleConfig(**schedule)
-        )
+        try:
+            base = UNet3DConfig.from_name(preset).to_dict() if preset else {}
+            self.unet_config = UNet3DConfig.from_dict({**base, **unet, "name": base.get("name", "custom")})
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model.unet: {err}") from err
+        schedule = model.schedule
+        try:
+            self.schedule_config = (
+                ScheduleConfig.from_name(schedule)
+                if isinstance(schedule, str)
+                else ScheduleConfig(**schedule)
+            )
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model.schedule: {err}") from err
         self.schedule = NoiseSchedule(self.schedule_config)
-        self.prediction = model.get("prediction", "epsilon")
-        self.cond_drop_prob = float(model.get("cond_drop_prob", 0.1))
-        self.text_drop_prob = float(model.get("text_drop_prob", 0.1))
-        self.style_drop_prob = float(model.get("style_drop_prob", 0.1))
-        for key in ("cond_drop_prob", "text_drop_prob", "style_drop_prob"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ValueError(f"model.{key} = {getattr(self, key)}; give a probability in [0, 1]")
-        self.val_condition: ValCondition = model.get("val_condition", "full")
-        if self.val_condition not in _VAL_CONDITIONS:
-            raise ValueError(f"model.val_condition = {self.val_condition!r}; choose one of {_VAL_CONDITIONS}")
+        self.prediction = model.prediction
+        self.cond_drop_prob = model.cond_drop_prob
+        self.text_drop_prob = model.text_drop_prob
+        self.style_drop_prob = model.style_drop_prob
+        self.val_condition: ValCondition = model.val_condition
         self._text_encoder: Any = None
-        self.val_samples = int(model.get("val_samples", 0))
-        self.val_sampling_steps = int(model.get("val_sampling_steps", 20))
+        self.val_samples = model.val_samples
+        self.val_sampling_steps = model.val_sampling_steps
         self.sample_rate: int | None = None
-        if self.data.get("codec"):
+        if self.data.codec:
             self.sample_rate = int(self.codec().sample_rate)
         elif self.mode in ("accompaniment", "subtractive"):
-            raise ValueError(
+            raise ConfigError(
                 f"model.mode = {self.mode} needs data.codec (the partial mix is encoded on the fly)"
             )
-        elif not self.data.get("latent_cache"):
-            raise ValueError("the LDM needs data.latent_cache (from `stemforge-train cache`) or data.codec")
+        elif not self.data.latent_cache:
+            raise ConfigError("the LDM needs data.latent_cache (from `stemforge-train cache`) or data.codec")
 
     def _insert_stems(self, names: Any) -> tuple[str, ...]:
         chosen = tuple(names) if names else self.stem_names
         unknown = [n for n in chosen if n not in self.stem_names]
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"model.insert_stems {unknown} are not in data.stems {list(self.stem_names)}; choose among them"
             )
         return chosen
@@ -152,7 +153,7 @@ class LDMTask:
         from stemforge.conditioning import TextEncoder
 
         if unet.get("text_dim", TextEncoder.dim) != TextEncoder.dim:
-            raise ValueError(
+            raise ConfigError(
                 f"model.unet.text_dim = {unet['text_dim']} but the MiniLM text encoder gives {TextEncoder.dim}; "
                 "leave text_dim out"
             )
@@ -163,8 +164,15 @@ class LDMTask:
 
         fixed = {"latent_channels", "freq_bins"} & set(style)
         if fixed:
-            raise ValueError(
+            raise ConfigError(
                 f"model.style_encoder.{sorted(fixed)[0]} comes from the codec's latent shape; leave it out"
+            )
+        accepted = {f.name for f in dataclasses.fields(StyleEncoderConfig)} - {"latent_channels", "freq_bins"}
+        unknown = sorted(set(style) - accepted)
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {', '.join('model.style_encoder.' + k for k in unknown)}; valid keys are "
+                f"{sorted(accepted)}"
             )
         latent = self.codec().latent_shape(round(self.segment_seconds * self.codec().sample_rate))
         freq = latent[2] if len(latent) == 3 else None
@@ -181,7 +189,8 @@ class LDMTask:
             from stemforge.conditioning import TextEncoder
 
             try:
-                self._text_encoder = TextEncoder(**self.text_options)
+                options = self.text_options or TextEncoderOptions()
+                self._text_encoder = TextEncoder(**dataclasses.asdict(options))
             except ImportError as err:
                 raise ImportError(
                     f"model.mode = subtractive encodes its instructions with MiniLM: {err}"
@@ -197,7 +206,11 @@ class LDMTask:
         if self._codec is None:
             from stemforge.codec import load_codec
 
-            self._codec = load_codec(self.data["codec"]).eval().requires_grad_(False)
+            if not self.data.codec:
+                raise ConfigError(
+                    "this LDM reads its latents from data.latent_cache; set data.codec to encode audio"
+                )
+            self._codec = load_codec(self.data.codec).eval().requires_grad_(False)
         return self._codec
 
     def build_model(self) -> nn.Module:
@@ -210,8 +223,8 @@ class LDMTask:
         return UNet3D(self.unet_config)
 
     def _dataset(self, split: str) -> Dataset:
-        if self.data.get("latent_cache") and not self.conditioned:
-            folder = Path(self.data["latent_cache"]) / split
+        if self.data.latent_cache and not self.conditioned:
+            folder = Path(self.data.latent_cache) / split
             return LatentCacheDataset(folder, self.stem_names)
         codec = self.codec()
         samples = round(self.segment_seconds * codec.sample_rate)
@@ -227,7 +240,7 @@ class LDMTask:
                 codec.sample_rate,
                 samples,
                 str(self.target),
-                seed=int(self.data.get("reference_seed", 0)),
+                seed=self.data.reference_seed,
             )
         return audio_segments(self.data, split, self.stem_names, codec.sample_rate, samples)
 
@@ -235,8 +248,8 @@ class LDMTask:
         return self._dataset("train")
 
     def val_dataset(self) -> Dataset | None:
-        if self.data.get("latent_cache") and not self.conditioned:
-            return self._dataset("val") if (Path(self.data["latent_cache"]) / "val").is_dir() else None
+        if self.data.latent_cache and not self.conditioned:
+            return self._dataset("val") if (Path(self.data.latent_cache) / "val").is_dir() else None
         return self._dataset("val") if has_split(self.data, "val") else None
 
     def collate(self, items: list[Any]) -> dict[str, Any]:
@@ -362,7 +375,7 @@ class LDMTask:
             meta["text_encoder"] = {
                 **TEXT_ENCODER,
                 "dim": self.unet_config.text_dim,
-                "max_length": int(self.text_options.get("max_length", 256)),
+                "max_length": (self.text_options or TextEncoderOptions()).max_length,
             }
         if self.style_config is not None:
             meta["model_class"] = "stemforge.train.tasks.style_unet.StyleConditionedUNet"
@@ -386,20 +399,20 @@ class LDMTask:
             "prediction": self.prediction,
             "stem_names": list(self.unet_config.stems),
             "sample_rate": self.sample_rate,
-            "codec": str(self.data.get("codec")) if self.data.get("codec") else None,
+            "codec": self.data.codec or None,
             "packages": package_versions("stemforge-unet3d", "stemforge-samplers", "stemforge-codec"),
         }
 
     @torch.no_grad()
     def on_validation(self, model: nn.Module, out_dir: Path, step: int) -> None:
         """Decode ``model.val_samples`` unconditional samples (DDIM) to audio files, when a codec is set."""
-        if self.val_samples <= 0 or not self.data.get("codec") or self.mode != "msgld":
+        if self.val_samples <= 0 or not self.data.codec or self.mode != "msgld":
             return
         from stemforge.data import write_audio
         from stemforge.samplers.ddim import ddim_sample
 
         codec = self.codec()
-        frames = int(self.data.get("val_latent_frames", 32))
+        frames = self.data.val_latent_frames
         shape = codec.latent_shape(frames * codec.hop_length * 4)
         device = next(model.parameters()).device
         gen = torch.Generator().manual_seed(step)

@@ -37,8 +37,9 @@ from stemforge.pipelines.voice_model import (
     VoiceModelConfig,
     text_cond,
 )
-from stemforge.train.config import TrainConfig
+from stemforge.train.config import ConfigError, TrainConfig
 from stemforge.train.datasets import ChoraleCropDataset
+from stemforge.train.options import MidiData, MidiModel
 from stemforge.train.tasks.base import package_versions
 
 
@@ -68,30 +69,32 @@ class MidiTask:
     def __init__(self, config: TrainConfig) -> None:
         from stemforge.unet3d import UNet3DConfig
 
-        model = dict(config.model)
-        self.data = dict(config.data)
-        unet = dict(model.get("unet", {"preset": "pianoroll-small"}))
+        options = config.options()
+        model: MidiModel = options.model
+        self.data: MidiData = options.data
+        unet = dict(model.unet)
         preset = unet.pop("preset", None)
-        base = UNet3DConfig.from_name(preset).to_dict() if preset else {}
-        pitch_range = model.get("pitch_range", [0, 127])
+        try:
+            base = UNet3DConfig.from_name(preset).to_dict() if preset else {}
+            unet_config = UNet3DConfig.from_dict({**base, **unet})
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model.unet: {err}") from err
         self.model_config = VoiceModelConfig(
-            UNet3DConfig.from_dict({**base, **unet}),
-            pitch_low=int(pitch_range[0]),
-            pitch_high=int(pitch_range[1]),
+            unet_config, pitch_low=model.pitch_range[0], pitch_high=model.pitch_range[1]
         )
         self.stem_names = tuple(self.model_config.unet.stems)
-        self.length = int(self.data.get("length", 32))
-        self.given_prob = float(model.get("given_stem_prob", 0.25))
-        self.weighting = model.get("weighting", "nll")
-        self.transpose = int(self.data.get("transpose", 0))
-        self.instruction_dropout = float(model.get("instruction_dropout", 0.3))
+        self.length = self.data.length
+        self.given_prob = model.given_stem_prob
+        self.weighting = model.weighting
+        self.transpose = self.data.transpose
+        self.instruction_dropout = model.instruction_dropout
         self._instructions: Any = None
 
     def build_model(self) -> nn.Module:
         return VoiceInsertionModel(self.model_config)
 
     def train_dataset(self) -> ChoraleCropDataset:
-        return ChoraleCropDataset("train", self.length, hop=int(self.data.get("train_hop", 4)))
+        return ChoraleCropDataset("train", self.length, hop=self.data.train_hop)
 
     def val_dataset(self) -> ChoraleCropDataset:
         return ChoraleCropDataset("valid", self.length, hop=self.length)

@@ -24,9 +24,6 @@ def test_insert_wheel_runs_separate_and_midi_without_train_or_deepspeed(tmp_path
     for module in ("stemforge.train", "deepspeed", "lightning_fabric"):
         probe = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, text=True)
         assert probe.returncode != 0, f"{module} is installed with stemforge-insert"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--no-deps", "tinysoundfont==0.3.7"], check=True
-    )
     out = tmp_path / "out"
     midi = subprocess.run(
         [str(cli), "midi", "--example", "--stem", "alto", "--quiet", "--out", str(out / "alto.mid")],

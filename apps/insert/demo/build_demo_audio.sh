@@ -5,7 +5,8 @@
 # the repository root: bash apps/insert/demo/build_demo_audio.sh (CPU; about two hours on two cores).
 #
 # The codec trains in two stages: the whole autoencoder, then (while the LDM trains on the first
-# stage's latents) the decoder alone with the encoder frozen, so the latent space does not move.
+# stage's latents) the decoder alone with the encoder frozen, so the latent space does not move; a
+# last decoder-only stage (log-mel term, cosine learning-rate decay) runs after the LDM.
 set -euo pipefail
 R=runs/audio-demo
 D=apps/insert/demo
@@ -26,4 +27,7 @@ python $D/assemble_codec.py waveform $R/codec-decoder-export --latent-freq 4 --c
 stemforge-train export $R/ldm $R/ldm-export --dtype float16
 OMP_NUM_THREADS=2 stemforge-train fit $D/demo-ldm-continued.yaml        # 1200 more steps at lr 3e-4
 stemforge-train export $R/ldm-continued $R/ldm-continued-export --dtype float16
-python $D/package_demo.py $R/ldm-continued-export $R/codec-final --out apps/insert/src/stemforge/insert/checkpoints/demo-audio
+stemforge-train fit $D/demo-waveform-ae-decoder-mel.yaml                # decoder only, 4000 steps
+stemforge-train export $R/codec-mel $R/codec-mel-export
+python $D/assemble_codec.py waveform $R/codec-mel-export --latent-freq 4 --corpus $R/corpus --out $R/codec-mel-final
+python $D/package_demo.py $R/ldm-continued-export $R/codec-mel-final --out apps/insert/src/stemforge/insert/checkpoints/demo-audio

@@ -77,11 +77,12 @@ def test_insert_alto_into_a_real_chorale_writes_midi_preview_and_png(tmp_path, c
 
 
 def test_missing_preview_renderer_keeps_the_midi(tmp_path, excerpt):
-    """A real process in which tinysoundfont cannot be imported (as after `pip install` of the
-    wheels alone): the command says so before sampling, writes the MIDI and the PNG, exits 0."""
+    """A real process in which no SoundFont renderer can be imported (neither tinysoundfont nor
+    stemforge-data's midirenderer): the command says so before sampling, writes the MIDI and the
+    PNG, exits 0."""
     out = tmp_path / "out" / "alto.mid"
     code = (
-        "import sys; sys.modules['tinysoundfont'] = None\n"
+        "import sys; sys.modules['tinysoundfont'] = None; sys.modules['midirenderer'] = None\n"
         "from stemforge.insert.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
@@ -104,7 +105,7 @@ def test_missing_preview_renderer_keeps_the_midi(tmp_path, excerpt):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "warning: no preview alto.wav: tinysoundfont is not installed" in proc.stderr
+    assert "warning: no preview alto.wav: no SoundFont renderer is installed" in proc.stderr
     assert "pip install --no-deps tinysoundfont" in proc.stderr
     assert proc.stdout.splitlines() == [f"wrote {out}", f"wrote {out.with_suffix('.png')}"]
     assert out.is_file() and out.with_suffix(".png").is_file() and not out.with_suffix(".wav").exists()

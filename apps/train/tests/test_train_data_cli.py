@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+from stemforge.data import available_backends
 from stemforge.train.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,6 +39,8 @@ def test_render_jsb_writes_slakh_tracks(jsb_out, capsys):
     ]
     assert meta["sample_rate"] == 16000 and meta["lmd_midi_dir"] == "jsb:test:0"
     assert sf.info(tracks[0] / "mix.flac").samplerate == 16000
+    # --renderer auto: the first synthesiser installed, recorded by name.
+    assert meta["render"]["backend"] == available_backends()[0]
 
 
 def test_info_prints_tracks_durations_and_splits(jsb_out, capsys):
@@ -68,6 +71,61 @@ def test_render_jsb_with_programs(tmp_path):
     assert main([*args, "--programs", "soprano=40, alto=41,tenor=42,bass=43"]) == 0
     meta = yaml.safe_load((out / "validation" / "Track00001" / "metadata.yaml").read_text())
     assert [s["program_num"] for s in meta["stems"].values()] == [40, 41, 42, 43]
+
+
+def test_render_with_midirenderer_records_it_and_resumes_only_with_it(tmp_path, capsys):
+    out = tmp_path / "mr"
+    args = ["data", "render", "--source", "jsb", "--split", "valid", "--out", str(out), "--limit", "1"]
+    assert main([*args, "--renderer", "midirenderer"]) == 0
+    assert "midirenderer 0.1" in capsys.readouterr().out
+    track = out / "validation" / "Track00001"
+    meta = yaml.safe_load((track / "metadata.yaml").read_text())
+    assert meta["render"]["backend"] == "midirenderer"
+    assert sf.info(track / "stems" / "S00.flac").samplerate == 16000
+    if "tinysoundfont" in available_backends():
+        assert main([*args, "--renderer", "tinysoundfont"]) == 2
+        assert "exists with another source or other render settings" in capsys.readouterr().err
+
+
+#: The command in a real process where tinysoundfont cannot be imported (as after installing the
+#: wheels alone): a meta-path finder refuses it.
+WITHOUT_TINYSOUNDFONT = """
+import sys
+
+
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tinysoundfont":
+            raise ImportError("No module named 'tinysoundfont' (blocked)")
+        return None
+
+
+sys.meta_path.insert(0, Blocker())
+from stemforge.train.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_render_without_tinysoundfont_uses_midirenderer_or_says_so_first(tmp_path):
+    out = tmp_path / "out"
+    args = ["data", "render", "--source", "jsb", "--split", "test", "--limit", "1", "--out", str(out)]
+    run = [sys.executable, "-c", WITHOUT_TINYSOUNDFONT, *args]
+    asked = subprocess.run([*run, "--renderer", "tinysoundfont"], capture_output=True, text=True, timeout=300)
+    assert asked.returncode == 2 and "Traceback" not in asked.stderr
+    assert "--renderer tinysoundfont: tinysoundfont is not installed" in asked.stderr
+    assert "pip install --no-deps tinysoundfont==0.3.7" in asked.stderr
+    assert not out.exists()  # refused before any work
+    auto = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert auto.returncode == 0, auto.stderr[-3000:]
+    meta = yaml.safe_load((out / "test" / "Track00001" / "metadata.yaml").read_text())
+    assert meta["render"]["backend"] == "midirenderer"
+    assert sorted(p.name for p in (out / "test" / "Track00001" / "stems").iterdir()) == [
+        "S00.flac",
+        "S01.flac",
+        "S02.flac",
+        "S03.flac",
+    ]
 
 
 def test_render_midi_folder(tmp_path, capsys):

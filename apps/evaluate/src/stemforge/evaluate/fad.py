@@ -104,7 +104,8 @@ class FadOptions:
 
 
 def make_embedder(name: str) -> Any:
-    """The FAD embedder named ``musicnn-<layer>`` (stemforge-metrics; weights of the musicnn wheel)."""
+    """The FAD embedder named ``musicnn-<layer>`` (stemforge-metrics, with the MSD_musicnn weights its
+    wheel ships)."""
     from stemforge.metrics import MusicnnEmbedder
 
     if not name.startswith("musicnn-"):
@@ -115,8 +116,8 @@ def make_embedder(name: str) -> Any:
         return MusicnnEmbedder(name.removeprefix("musicnn-"))  # type: ignore[arg-type]
     except (ImportError, FileNotFoundError, OSError) as err:
         raise EvaluationError(
-            f"--embedder {name}: the musicnn weights are not installed ({err}); install them without "
-            "TensorFlow: pip install --no-deps musicnn==0.1.0"
+            f"--embedder {name}: stemforge-metrics' MSD_musicnn weights do not load ({err}); reinstall "
+            "stemforge-metrics"
         ) from err
     except ValueError as err:
         raise EvaluationError(f"--embedder {name}: {err}") from err

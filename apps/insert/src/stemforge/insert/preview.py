@@ -1,4 +1,5 @@
-"""Rendered previews: a MIDI file through stemforge-data's SoundFont renderer (tinysoundfont)."""
+"""Rendered previews: a MIDI file through stemforge-data's SoundFont renderer (tinysoundfont when it
+is installed, else midirenderer, a dependency of stemforge-data)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ def render_preview(midi: Any, sample_rate: int = 22050, soundfont: str | None = 
     except RenderError as err:
         raise InsertError(f"preview: {err}") from err
     except ImportError as err:
-        raise InsertError(
-            f"preview: the SoundFont renderer needs tinysoundfont ({err}); install it with "
-            "`pip install --no-deps tinysoundfont` or pass --no-preview"
-        ) from err
+        from stemforge.data import renderer_problem
+
+        raise InsertError(f"preview: {renderer_problem() or err}; or pass --no-preview") from err
     return torch.from_numpy(track.mix())

@@ -1,7 +1,8 @@
 """``stemforge-train data``: render MIDI corpora to Slakh format and inspect Slakh-format folders.
 
 stemforge-train data render --source jsb --split train --out DIR [--soundfont PATH]
-    [--sample-rate 16000] [--limit N] [--seed S] [--programs ...] [--jobs N] [--overwrite]
+    [--renderer auto|tinysoundfont|midirenderer] [--sample-rate 16000] [--limit N] [--seed S]
+    [--programs ...] [--jobs N] [--overwrite]
 stemforge-train data render --source MIDI_DIR --split train --out DIR ...
 stemforge-train data info DIR [--all]
 """
@@ -33,10 +34,13 @@ from stemforge.data import (
     RenderError,
     SlakhFormatError,
     audio_info,
+    backend_version,
     find_midi_files,
     read_metadata,
     render_jsb,
     render_midi_folder,
+    renderer_problem,
+    resolve_backend,
 )
 from stemforge.midi import JSB_PROGRAMS, JSB_SPLITS, JSB_STEMS, MidiError
 from stemforge.train.cli import UserError
@@ -64,6 +68,13 @@ def register(subparsers: Any) -> None:
     )
     render.add_argument("--out", required=True, type=Path, help="root folder of the Slakh-format output")
     render.add_argument("--soundfont", default=None, help="a .sf2 path, or 'fluidr3_gm' (default: TimGM6mb)")
+    render.add_argument(
+        "--renderer",
+        choices=("auto", "tinysoundfont", "midirenderer"),
+        default="auto",
+        help="the SoundFont synthesiser (default auto: tinysoundfont when installed, else midirenderer); "
+        "recorded in each track's metadata.yaml",
+    )
     render.add_argument(
         "--sample-rate", type=int, default=16000, help="output sample rate in Hz (default 16000)"
     )
@@ -127,14 +138,19 @@ def run_render(args: argparse.Namespace) -> int:
         raise UserError(f"--limit {args.limit}: give a positive number of pieces")
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: give a positive number of worker processes")
+    problem = renderer_problem(args.renderer)
+    if problem is not None:  # before any work
+        raise UserError(f"--renderer {args.renderer}: {problem}")
     try:
         config = RenderConfig(
             sample_rate=args.sample_rate,
             soundfont=args.soundfont,
             program_policy="keep" if args.source == "jsb" else "family",
+            backend=args.renderer,
         )
     except ValueError as err:
         raise UserError(str(err)) from err
+    backend = resolve_backend(args.renderer)
     started = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]rendering[/bold] {task.description}"),
@@ -205,7 +221,9 @@ def run_render(args: argparse.Namespace) -> int:
     except (MidiError, RenderError, AudioError, SlakhFormatError) as err:
         raise UserError(str(err)) from err
     elapsed = time.perf_counter() - started
-    console.print(f"{count} tracks in {args.out / split_folder} ({elapsed:.1f} s)")
+    console.print(
+        f"{count} tracks in {args.out / split_folder} ({elapsed:.1f} s, {backend} {backend_version(backend)})"
+    )
     _print_summary(console, args.out, show_all=False)
     return 0
 

@@ -9,13 +9,17 @@ from stemforge.data.instructions import InstructionFn, InstructionWriter
 from stemforge.data.latent_cache import EncodeFn, LatentCacheDataset, write_latent_cache, write_latent_split
 from stemforge.data.loudness import integrated_loudness
 from stemforge.data.render import (
+    RenderBackend,
     RenderConfig,
     RenderedStem,
     RenderedTrack,
     RenderError,
+    available_backends,
+    backend_version,
     default_soundfont,
     render_midi,
     renderer_problem,
+    resolve_backend,
     resolve_soundfont,
 )
 from stemforge.data.resample import resample
@@ -49,6 +53,7 @@ __all__ = [
     "InstructionFn",
     "InstructionWriter",
     "LatentCacheDataset",
+    "RenderBackend",
     "RenderConfig",
     "RenderError",
     "RenderedStem",
@@ -67,6 +72,8 @@ __all__ = [
     "TrackInfo",
     "__version__",
     "audio_info",
+    "available_backends",
+    "backend_version",
     "default_soundfont",
     "describe_stem",
     "find_midi_files",
@@ -79,6 +86,7 @@ __all__ = [
     "render_midi_folder",
     "renderer_problem",
     "resample",
+    "resolve_backend",
     "resolve_soundfont",
     "scan_tracks",
     "subtractive_triplet",

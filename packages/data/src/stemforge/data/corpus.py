@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Literal
 
-from stemforge.data.render import RenderConfig, render_midi
+from stemforge.data.render import RenderConfig, render_midi, resolve_backend
 from stemforge.data.slakh_format import SlakhFormatError, read_metadata, write_slakh_track
 from stemforge.midi import JSB_PROGRAMS, JSB_SPLITS, JSB_STEMS, jsb_midi, load_jsb, load_midi
 
@@ -41,10 +41,13 @@ def _keep_existing(track_dir: Path, source: str, config: RenderConfig, seed: int
             f"{track_dir}: exists but is not a complete track ({err}); overwrite it"
         ) from err
     render = meta.get("render", {})
+    # The backend in the metadata is the synthesiser that rendered the track (tracks written before
+    # there was a choice were rendered by tinysoundfont); "auto" is compared by what it resolves to.
     same = (
         meta.get("lmd_midi_dir") == source
         and render.get("seed") == seed
-        and all(render.get(k) == v for k, v in config.to_dict().items())
+        and all(render.get(k) == v for k, v in config.to_dict().items() if k != "backend")
+        and render.get("backend", "tinysoundfont") == resolve_backend(config.backend)
     )
     if not same:
         raise SlakhFormatError(

@@ -1,4 +1,4 @@
-"""Slakh-style rendering of multi-track MIDI with a General MIDI SoundFont (tinysoundfont).
+"""Slakh-style rendering of multi-track MIDI with a General MIDI SoundFont.
 
 Following Slakh2100 (Manilow et al. 2019): every MIDI track is rendered on its own to a mono stem,
 each stem is normalised to an integrated loudness of -13 LUFS (ITU-R BS.1770-4, see
@@ -7,9 +7,17 @@ each stem is normalised to an integrated loudness of -13 LUFS (ITU-R BS.1770-4, 
 drawn from a seed within its General MIDI family (``program_policy="family"``), which plays the role
 of Slakh's random choice of patches per instrument class.
 
-The SoundFont synthesiser is TinySoundFont through the ``tinysoundfont`` wheel, used without its
-live-playback dependency (pyaudio): notes, pitch bends and control changes are scheduled sample-
-exactly and rendered block by block into a float32 buffer.
+Two synthesisers ("backends") play the SoundFont; ``RenderConfig.backend`` picks one:
+
+- ``"tinysoundfont"``: TinySoundFont through the ``tinysoundfont`` wheel, used without its
+  live-playback dependency (pyaudio), so installed by hand with ``--no-deps``. Notes, pitch bends and
+  control changes are scheduled sample-exactly and rendered block by block into a float32 buffer at
+  the output rate. The shipped corpora and models were rendered with it.
+- ``"midirenderer"``: the ``midirenderer`` wheel, a declared dependency (``midirenderer_synth.py``):
+  each track becomes a one-track MIDI file, rendered at 48 kHz and resampled to the output rate.
+- ``"auto"`` (default): tinysoundfont when it can be imported, else midirenderer.
+
+The two synthesisers do not give the same samples; the backend used is stored with the track.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import pretty_midi
@@ -28,6 +37,9 @@ from stemforge.data.loudness import integrated_loudness
 from stemforge.midi import family_programs, instrument_class
 
 ProgramPolicy = Literal["keep", "family"]
+RenderBackend = Literal["auto", "tinysoundfont", "midirenderer"]
+#: The synthesisers, in the order ``backend="auto"`` tries them.
+BACKENDS: tuple[Literal["tinysoundfont", "midirenderer"], ...] = ("tinysoundfont", "midirenderer")
 
 #: Where Debian's fluid-soundfont-gm puts FluidR3_GM (used for ``soundfont="fluidr3_gm"``).
 FLUIDR3_PATHS: tuple[str, ...] = (
@@ -77,20 +89,86 @@ RENDERER_MISSING = (
     "tinysoundfont is not installed; install it without its live-playback dependency "
     "(pyaudio): pip install --no-deps tinysoundfont==0.3.7"
 )
+MIDIRENDERER_MISSING = (
+    "midirenderer is not installed (a dependency of stemforge-data); reinstall it: "
+    "pip install 'midirenderer>=0.1.3,<0.2'"
+)
+NO_RENDERER = (
+    "no SoundFont renderer is installed: stemforge-data renders with midirenderer, one of its "
+    "dependencies (reinstall it: pip install 'midirenderer>=0.1.3,<0.2'), or with tinysoundfont "
+    "(pip install --no-deps tinysoundfont==0.3.7)"
+)
 
 
-def renderer_problem() -> str | None:
-    """Why SoundFont rendering cannot run here (None when it can): a command that renders an
-    optional preview asks this before its main work instead of failing after it."""
+def _backend_problem(name: str) -> str | None:
     try:
-        from tinysoundfont import _tinysoundfont  # noqa: F401
+        if name == "tinysoundfont":
+            from tinysoundfont import _tinysoundfont  # noqa: F401
+        else:
+            import midirenderer  # noqa: F401
     except ImportError:
-        return RENDERER_MISSING
+        return RENDERER_MISSING if name == "tinysoundfont" else MIDIRENDERER_MISSING
     return None
 
 
+def available_backends() -> tuple[str, ...]:
+    """The synthesisers that can be imported here, in the order ``backend="auto"`` tries them."""
+    return tuple(name for name in BACKENDS if _backend_problem(name) is None)
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in ("auto", *BACKENDS):
+        raise ValueError(f"backend={backend!r}; use 'auto', 'tinysoundfont' or 'midirenderer'")
+
+
+def resolve_backend(backend: RenderBackend = "auto") -> Literal["tinysoundfont", "midirenderer"]:
+    """The synthesiser that ``backend`` renders with here; :class:`RenderError` when it is missing."""
+    _check_backend(backend)
+    problem = renderer_problem(backend)
+    if problem is not None:
+        raise RenderError(problem)
+    if backend == "auto":
+        return available_backends()[0]  # type: ignore[return-value]
+    return backend
+
+
+def backend_version(backend: str) -> str:
+    """The installed version of a backend's wheel ("unknown" when its metadata is missing)."""
+    try:
+        return version(backend)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def renderer_problem(backend: RenderBackend = "auto") -> str | None:
+    """Why SoundFont rendering with ``backend`` cannot run here (None when it can): a command that
+    renders an optional preview asks this before its main work instead of failing after it.
+    With ``"auto"`` there is a problem only when no backend can be imported."""
+    _check_backend(backend)
+    if backend != "auto":
+        return _backend_problem(backend)
+    return None if available_backends() else NO_RENDERER
+
+
+class Synth(Protocol):
+    """What the renderer needs of a loaded SoundFont, whatever plays it."""
+
+    backend: str
+    path: Path
+    sample_rate: int
+
+    def preset_name(self, bank: int, program: int) -> str: ...
+
+    def available(self, is_drum: bool) -> list[int]: ...
+
+    def render(self, instrument: pretty_midi.Instrument, program: int, num_samples: int) -> np.ndarray: ...
+
+
 class SoundFontSynth:
-    """One loaded SoundFont rendering mono float32 at ``sample_rate``; reset between tracks."""
+    """One loaded SoundFont rendering mono float32 at ``sample_rate`` with tinysoundfont; reset
+    between tracks."""
+
+    backend = "tinysoundfont"
 
     def __init__(self, path: Path, sample_rate: int, max_voices: int = 256) -> None:
         try:
@@ -165,15 +243,25 @@ class SoundFontSynth:
         return out
 
 
+def load_synth(path: Path, sample_rate: int, backend: RenderBackend = "auto") -> Synth:
+    """A cached synthesiser of ``path`` at ``sample_rate`` on ``backend`` (parsing a SoundFont costs
+    more than rendering a chorale)."""
+    return _load_synth(path, sample_rate, resolve_backend(backend))
+
+
 @functools.lru_cache(maxsize=4)
-def load_synth(path: Path, sample_rate: int) -> SoundFontSynth:
-    """A cached :class:`SoundFontSynth` (parsing a SoundFont costs more than rendering a chorale)."""
-    return SoundFontSynth(path, sample_rate)
+def _load_synth(path: Path, sample_rate: int, backend: str) -> Synth:
+    if backend == "tinysoundfont":
+        return SoundFontSynth(path, sample_rate)
+    from stemforge.data.midirenderer_synth import MidiRendererSynth
+
+    return MidiRendererSynth(path, sample_rate)
 
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """How MIDI becomes Slakh-style stems. ``soundfont``: None (TimGM6mb), "fluidr3_gm" or a path."""
+    """How MIDI becomes Slakh-style stems. ``soundfont``: None (TimGM6mb), "fluidr3_gm" or a path;
+    ``backend``: the synthesiser ("auto": tinysoundfont when installed, else midirenderer)."""
 
     sample_rate: int = 16000
     soundfont: str | None = None
@@ -182,6 +270,7 @@ class RenderConfig:
     peak_dbfs: float = -1.0
     tail_seconds: float = 1.0
     max_seconds: float = 3600.0
+    backend: RenderBackend = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.sample_rate, int) or not 4000 <= self.sample_rate <= 192000:
@@ -194,6 +283,10 @@ class RenderConfig:
             raise ValueError(f"RenderConfig: peak_dbfs={self.peak_dbfs} would clip; use a value <= 0")
         if self.tail_seconds < 0:
             raise ValueError(f"RenderConfig: tail_seconds={self.tail_seconds}; use a value >= 0")
+        if self.backend not in ("auto", *BACKENDS):
+            raise ValueError(
+                f"RenderConfig: backend={self.backend!r}; use 'auto', 'tinysoundfont' or 'midirenderer'"
+            )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -204,6 +297,7 @@ class RenderConfig:
             "peak_dbfs": self.peak_dbfs,
             "tail_seconds": self.tail_seconds,
             "max_seconds": self.max_seconds,
+            "backend": self.backend,
         }
 
 
@@ -231,6 +325,8 @@ class RenderedTrack:
     soundfont: Path
     config: RenderConfig
     seed: int
+    backend: str = "tinysoundfont"  # the synthesiser that rendered it ("auto" resolved)
+    backend_version: str = "unknown"
 
     @property
     def num_samples(self) -> int:
@@ -246,7 +342,7 @@ class RenderedTrack:
 
 
 def _choose_program(
-    synth: SoundFontSynth, inst: pretty_midi.Instrument, policy: ProgramPolicy, rng: np.random.Generator
+    synth: Synth, inst: pretty_midi.Instrument, policy: ProgramPolicy, rng: np.random.Generator
 ) -> int:
     """The preset of a track: its own program ("keep") or a draw within its GM family ("family").
 
@@ -282,7 +378,7 @@ def render_midi(
     if stem_names is not None and len(stem_names) != len(midi.instruments):
         raise RenderError(f"render_midi: {len(stem_names)} stem names for {len(midi.instruments)} tracks")
     sf_path = resolve_soundfont(config.soundfont)
-    synth = load_synth(sf_path, config.sample_rate)
+    synth = load_synth(sf_path, config.sample_rate, config.backend)
     sr = config.sample_rate
     end = max((n.end for inst in midi.instruments for n in inst.notes), default=0.0)
     if end <= 0:
@@ -321,7 +417,9 @@ def render_midi(
                 instrument=inst,
             )
         )
-    track = RenderedTrack(sr, stems, 1.0, sf_path, config, seed)
+    track = RenderedTrack(
+        sr, stems, 1.0, sf_path, config, seed, synth.backend, backend_version(synth.backend)
+    )
     peak = float(np.abs(track.mix()).max())
     if peak > 0:
         # Leave a few LSBs of 16-bit headroom so that the quantised mixture stays under the target.

@@ -95,6 +95,9 @@ def write_slakh_track(
             "sample_rate": sr,
             "render": {
                 **track.config.to_dict(),
+                # The synthesiser that rendered the track, not the "auto" of the config.
+                "backend": track.backend,
+                "backend_version": track.backend_version,
                 "soundfont_file": track.soundfont.name,
                 "seed": track.seed,
                 "renderer": f"stemforge-data {__version__}",

@@ -17,6 +17,7 @@ from stemforge.metrics.mel_mse import MelMSE, mel_mse
 from stemforge.metrics.midi_consistency import onset_roll, pitch_class_consistency, rhythm_consistency
 from stemforge.metrics.midi_notes import NoteScores, note_scores, notes_from_roll
 from stemforge.metrics.musicnn import (
+    MSD_MUSICNN_WEIGHTS,
     MSD_TAGS,
     MTT_TAGS,
     MusicnnEmbedder,
@@ -41,6 +42,7 @@ from stemforge.metrics.timbre import dct_matrix, mean_mfcc, timbre_distance
 from stemforge.metrics.vggish import VGGishEmbedder, VGGishNet, vggish_log_mel
 
 __all__ = [
+    "MSD_MUSICNN_WEIGHTS",
     "MSD_TAGS",
     "MTT_TAGS",
     "PWG_RESOLUTIONS",

@@ -1,7 +1,11 @@
 """MSD_musicnn (Pons & Serra, "musicnn: pre-trained convolutional neural networks for music audio
 tagging", ISMIR LBD 2019; architecture of Pons et al., "End-to-end learning for music audio tagging
-at scale", ISMIR 2018) ported to PyTorch, with weights read from the TF1 checkpoint that the
-``musicnn`` wheel ships (ISC licence) by stemforge's own checkpoint reader (no TensorFlow).
+at scale", ISMIR 2018) ported to PyTorch.
+
+The MSD_musicnn weights ship with this package (``weights/msd_musicnn.safetensors``, ISC licence,
+converted once from the TF1 checkpoint of the ``musicnn`` wheel by ``tools/convert_musicnn.py``;
+identical tensor for tensor). Other TF1 checkpoints (a ``checkpoint=`` prefix, or MTT_musicnn from
+an installed ``musicnn`` wheel) are read by stemforge's own checkpoint reader (no TensorFlow).
 
 The original pipeline, reproduced step by step:
 
@@ -35,6 +39,7 @@ from stemforge.metrics.embedder import Embedder
 from stemforge.metrics.tf_checkpoint import read_tf_checkpoint
 
 __all__ = [
+    "MSD_MUSICNN_WEIGHTS",
     "MSD_TAGS",
     "MTT_TAGS",
     "MusicnnEmbedder",
@@ -53,6 +58,10 @@ HOP = 256
 N_MELS = 96
 PATCH_FRAMES = 187  # librosa.time_to_frames(3 s) + 1, as musicnn's extractor
 BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization default
+
+#: The MSD_musicnn weights shipped with stemforge-metrics: ``MusicnnNet``'s float32 state dict
+#: (provenance, conversion command and sha256 in ``msd_musicnn.json`` beside it).
+MSD_MUSICNN_WEIGHTS = Path(__file__).resolve().parent / "weights" / "msd_musicnn.safetensors"
 
 MSD_TAGS = (
     "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
@@ -252,15 +261,40 @@ class MusicnnNet(nn.Module):
         dense(self.dense, "dense")
         dense(self.classifier, "dense_1")
 
+    def float_state_dict(self) -> dict[str, Tensor]:
+        """Every parameter and batch-norm running statistic (float32), without the batch counters.
+
+        The counters (``num_batches_tracked``) are training bookkeeping that the TF1 checkpoints do
+        not have; this is what :data:`MSD_MUSICNN_WEIGHTS` holds.
+        """
+        return {k: v.float().contiguous() for k, v in self.state_dict().items() if v.is_floating_point()}
+
+    def load_float_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Load a :meth:`float_state_dict` (e.g. read from :data:`MSD_MUSICNN_WEIGHTS`); every tensor must match."""
+        result = self.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"musicnn weights do not fit MusicnnNet: missing {missing}, unexpected "
+                f"{list(result.unexpected_keys)}; reconvert them with tools/convert_musicnn.py"
+            )
+
 
 def musicnn_checkpoint_prefix(model: str = "MSD_musicnn") -> str:
-    """The checkpoint prefix of ``model`` inside the installed ``musicnn`` wheel (a directory path ending in a separator)."""
+    """The checkpoint prefix of ``model`` inside the installed ``musicnn`` wheel (a directory path ending in a separator).
+
+    Only MTT_musicnn and other checkpoints need the wheel: MSD_musicnn ships with this package
+    (:data:`MSD_MUSICNN_WEIGHTS`).
+    """
     import importlib.util
 
-    spec = importlib.util.find_spec("musicnn")
+    try:
+        spec = importlib.util.find_spec("musicnn")
+    except ImportError:  # an import hook that forbids the module counts as not installed
+        spec = None
     if spec is None or spec.origin is None:
         raise ModuleNotFoundError(
-            "the musicnn wheel is not installed; it ships the MSD_musicnn weights. Install it without its "
+            f"the musicnn wheel is not installed; it ships the {model} checkpoint. Install it without its "
             "TensorFlow dependency: pip install --no-deps musicnn==0.1.0"
         )
     prefix = Path(os.path.dirname(spec.origin)) / model
@@ -275,8 +309,10 @@ class MusicnnEmbedder(Embedder):
     ``layer`` picks the representation: ``"max_pool"`` (753, default: the pooled front/mid-end
     features before the tag-specific layers), ``"mean_pool"`` (753), ``"penultimate"`` (200) or
     ``"taggram"`` (50 tag probabilities). ``front_end`` as in :func:`musicnn_log_mel`. ``model``
-    picks the checkpoint: ``"MSD_musicnn"`` (Million Song Dataset tags, :data:`MSD_TAGS`, default)
-    or ``"MTT_musicnn"`` (MagnaTagATune, :data:`MTT_TAGS`; same architecture).
+    picks the weights: ``"MSD_musicnn"`` (Million Song Dataset tags, :data:`MSD_TAGS`, default;
+    shipped with this package, :data:`MSD_MUSICNN_WEIGHTS`) or ``"MTT_musicnn"`` (MagnaTagATune,
+    :data:`MTT_TAGS`; same architecture; read from the ``musicnn`` wheel, which must be installed).
+    ``checkpoint`` overrides either with the prefix of a TF1 checkpoint of the same network.
     """
 
     sample_rate = SAMPLE_RATE
@@ -305,8 +341,11 @@ class MusicnnEmbedder(Embedder):
         self.name = f"musicnn-{model.split('_')[0]}-{layer}" + ("-f16" if front_end == "original" else "")
         self.embedding_dim = {"max_pool": 753, "mean_pool": 753, "penultimate": 200, "taggram": 50}[layer]
         self.net = MusicnnNet()
-        prefix = musicnn_checkpoint_prefix(model) if checkpoint is None else checkpoint
-        self.net.load_tf_variables(_read_weights(str(prefix)))
+        if checkpoint is None and model == "MSD_musicnn":
+            self.net.load_float_state_dict(_shipped_msd_weights())
+        else:
+            prefix = musicnn_checkpoint_prefix(model) if checkpoint is None else checkpoint
+            self.net.load_tf_variables(_read_weights(str(prefix)))
         self.net.eval().requires_grad_(False)
 
     def patches(self, wave: Tensor) -> Tensor:
@@ -344,6 +383,19 @@ def _tf_variable_names() -> list[str]:
 
 
 _TF_NAMES = _tf_variable_names()
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_msd_weights() -> dict[str, Tensor]:
+    # Read once per process; load_state_dict copies, so sharing is safe.
+    from safetensors.torch import load_file
+
+    if not MSD_MUSICNN_WEIGHTS.is_file():
+        raise FileNotFoundError(
+            f"{MSD_MUSICNN_WEIGHTS}: the MSD_musicnn weights are missing from this stemforge-metrics "
+            "installation; reinstall the package (pip install --force-reinstall stemforge-metrics)"
+        )
+    return load_file(MSD_MUSICNN_WEIGHTS)
 
 
 @functools.lru_cache(maxsize=4)

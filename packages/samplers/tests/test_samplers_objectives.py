@@ -1,4 +1,5 @@
-"""Prediction conversions and the DDPM loss against float64 references on random inputs."""
+"""Prediction conversions and the DDPM loss against float64 references on random inputs; the
+given-stems (arrangement) loss and its mask."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from stemforge.samplers import (
     add_noise,
     convert_prediction,
     ddpm_loss,
+    given_stems_loss,
     prediction_from,
+    random_given_mask,
     x0_and_eps,
 )
 
@@ -90,3 +93,62 @@ def test_condition_dropout_is_per_sample_and_leaves_input_alone() -> None:
     assert bool(model.calls[-1]["drop"].all())
     with pytest.raises(ValueError, match="cond_drop_prob"):
         ddpm_loss(model, torch.randn(2, 2, 3), schedule, cond=cond, cond_drop_prob=1.5)
+
+
+def test_random_given_mask_never_gives_every_stem():
+    masks = [random_given_mask(64, s, torch.Generator().manual_seed(s)) for s in (1, 2, 4)]
+    for mask, stems in zip(masks, (1, 2, 4), strict=True):
+        assert mask.dtype == torch.bool and mask.shape == (64, stems)
+        assert not bool(mask.all(1).any())
+    # With 4 stems every subset but the full one turns up, at about half of the stems given.
+    assert 0.3 < float(masks[2].float().mean()) < 0.5
+    assert torch.equal(masks[2], random_given_mask(64, 4, torch.Generator().manual_seed(4)))
+
+
+def test_given_stems_loss_scores_the_missing_stems_of_a_clean_given_input():
+    schedule = NoiseSchedule.from_name("msgld")
+    x0 = torch.randn(3, 4, 2, 8, 4, generator=torch.Generator().manual_seed(0))
+    given = torch.tensor([[True, False, False, True], [False] * 4, [True, True, True, False]])
+    seen = {}
+
+    def model(x_t, t, cond):
+        seen.update(x_t=x_t, t=t, cond=cond)
+        return torch.zeros_like(x_t)
+
+    loss = given_stems_loss(
+        model, x0, schedule, given, cond={"mix_latent": x0.sum(1)}, generator=torch.Generator().manual_seed(5)
+    )
+    # The same draws in the documented order: timesteps, noise, dropout.
+    gen = torch.Generator().manual_seed(5)
+    t = torch.randint(0, schedule.num_steps, (3,), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    keep = given[:, :, None, None, None]
+    # A zero epsilon prediction costs noise^2, averaged over the missing stems' elements.
+    expected = (noise.square() * ~keep).sum() / ((~keep).sum() * x0[0, 0].numel())
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    assert torch.equal(seen["t"], t.float())
+    assert torch.equal(seen["x_t"][given], x0[given])
+    assert not torch.allclose(seen["x_t"][~given], x0[~given])
+    assert torch.equal(seen["cond"]["stem_mask"], given) and seen["cond"]["drop"].shape == (3,)
+    with pytest.raises(ValueError, match="at least one stem to generate"):
+        given_stems_loss(model, x0, schedule, torch.ones(3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="bool"):
+        given_stems_loss(model, x0, schedule, given.float())
+
+
+def test_project_to_mixture_is_the_orthogonal_projection_onto_the_known_mixture():
+    from stemforge.samplers import project_to_mixture
+
+    gen = torch.Generator().manual_seed(1)
+    x0, mixture = torch.randn(2, 4, 3, 5, generator=gen), torch.randn(2, 3, 5, generator=gen)
+    out = project_to_mixture(x0, mixture, target=2)
+    others = [0, 1, 3]
+    torch.testing.assert_close(out[:, others].sum(1), mixture)
+    assert torch.equal(out[:, 2], x0[:, 2])
+    # The change is the same for every non-target stem: the shortest move onto the affine set.
+    change = out[:, others] - x0[:, others]
+    torch.testing.assert_close(change, change[:, :1].expand_as(change))
+    # A point already on the set does not move.
+    torch.testing.assert_close(project_to_mixture(out, mixture, target=2), out)
+    with pytest.raises(ValueError, match="target 4"):
+        project_to_mixture(x0, mixture, target=4)

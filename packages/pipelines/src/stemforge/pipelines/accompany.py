@@ -23,15 +23,7 @@ from torch import Tensor
 from stemforge.pipelines.generate import null_condition
 from stemforge.pipelines.loading import AudioModel
 from stemforge.pipelines.sampling import Progress, SamplingOptions, sample_model
-
-
-def project_to_mixture(x0: Tensor, mixture: Tensor, target: int) -> Tensor:
-    """Orthogonal projection of the non-target stems of ``x0`` (n, S, ...) onto sum = ``mixture``."""
-    others = [i for i in range(x0.shape[1]) if i != target]
-    residual = mixture - x0[:, others].sum(1)
-    out = x0.clone()
-    out[:, others] = x0[:, others] + residual.unsqueeze(1) / len(others)
-    return out
+from stemforge.samplers import project_to_mixture
 
 
 def accompany_chunk(

@@ -10,7 +10,7 @@ from stemforge.samplers.discrete_nll import chain_rule_nll, nats_per_frame
 from stemforge.samplers.dpm_solver import dpm_solver_pp_2m_sample
 from stemforge.samplers.inpainting import inpaint_sample, repaint_moves
 from stemforge.samplers.masked_discrete import masked_diffusion_loss, unmask_sample
-from stemforge.samplers.mixing import Mixing, apply_mixing
+from stemforge.samplers.mixing import Mixing, apply_mixing, project_to_mixture
 from stemforge.samplers.msdm_dirac import msdm_dirac_separate
 from stemforge.samplers.msdm_gaussian import msdm_gaussian_separate
 from stemforge.samplers.objectives import (
@@ -18,7 +18,9 @@ from stemforge.samplers.objectives import (
     add_noise,
     convert_prediction,
     ddpm_loss,
+    given_stems_loss,
     prediction_from,
+    random_given_mask,
     x0_and_eps,
 )
 from stemforge.samplers.oracles import DiagonalGaussianDenoiser, GaussianMixtureDenoiser, MarkovChainOracle
@@ -50,6 +52,7 @@ __all__ = [
     "ddpm_sample",
     "dpm_solver_pp_2m_sample",
     "gibbs_sample",
+    "given_stems_loss",
     "ground_style",
     "inpaint_sample",
     "masked_diffusion_loss",
@@ -57,6 +60,8 @@ __all__ = [
     "msdm_gaussian_separate",
     "nats_per_frame",
     "prediction_from",
+    "project_to_mixture",
+    "random_given_mask",
     "repaint_moves",
     "rescale_zero_terminal_snr",
     "timesteps",

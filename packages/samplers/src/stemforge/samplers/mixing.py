@@ -51,3 +51,19 @@ def apply_mixing(stems: Tensor, mixing: Mixing) -> Tensor:
     if weights is None:
         return mixing(stems)  # type: ignore[operator]
     return torch.einsum("s,bs...->b...", weights, stems)
+
+
+def project_to_mixture(x0: Tensor, mixture: Tensor, target: int) -> Tensor:
+    """Orthogonal projection of the non-target stems of ``x0`` (n, S, ...) onto the affine set
+    ``sum of the non-target stems = mixture`` (n, ...): the residual is shared equally among them;
+    stem ``target`` is left as it is. Accompaniment with a joint model uses it to keep the given
+    stems' clean estimate consistent with the known mixture of those stems."""
+    if not 0 <= target < x0.shape[1] or x0.shape[1] < 2:
+        raise ValueError(f"target {target}: need 0 <= target < S = {x0.shape[1]} and at least two stems")
+    if mixture.shape != x0[:, 0].shape:
+        raise ValueError(f"mixture has shape {tuple(mixture.shape)}; expected {tuple(x0[:, 0].shape)}")
+    others = [i for i in range(x0.shape[1]) if i != target]
+    residual = mixture - x0[:, others].sum(1)
+    out = x0.clone()
+    out[:, others] = x0[:, others] + residual.unsqueeze(1) / len(others)
+    return out

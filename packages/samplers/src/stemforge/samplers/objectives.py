@@ -133,3 +133,59 @@ def ddpm_loss(
     target = prediction_from(x0.float(), noise.float(), alpha, sigma, prediction)
     output = model(x_t.to(x0.dtype), t.float(), cond)
     return torch.mean((output.float() - target) ** 2)
+
+
+def random_given_mask(batch: int, stems: int, generator: torch.Generator | None = None) -> Tensor:
+    """(batch, stems) bool: a random subset of the stems given per row, never all of them (each stem
+    with probability 1/2; a row that drew every stem has one, chosen uniformly, made missing): the
+    given-stems mask of arrangement training."""
+    given = torch.rand(batch, stems, generator=generator) < 0.5
+    all_given = given.all(1)
+    pick = torch.randint(0, stems, (batch,), generator=generator)
+    given[all_given, pick[all_given]] = False
+    return given
+
+
+def given_stems_loss(
+    model: Model,
+    x0: Tensor,
+    schedule: NoiseSchedule,
+    given: Tensor,
+    *,
+    cond: dict[str, Tensor] | None = None,
+    prediction: Prediction = "epsilon",
+    cond_drop_prob: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The DDPM loss of arrangement training: x0 (B, S, ...) with the stems where ``given`` (B, S)
+    is True entered clean (not noised), the model told which through ``cond["stem_mask"]``, and the
+    squared error averaged over the missing stems' elements only.
+
+    Draws from ``generator`` in this order: timesteps (B,), noise like ``x0``, the condition
+    dropout (B,) (``cond["drop"]``, always set).
+    """
+    _check_prediction(prediction)
+    if not 0.0 <= cond_drop_prob <= 1.0:
+        raise ValueError(f"cond_drop_prob={cond_drop_prob} must lie in [0, 1]")
+    b, s = x0.shape[:2]
+    if given.shape != (b, s) or given.dtype != torch.bool:
+        raise ValueError(
+            f"given must be a bool (B, S) = ({b}, {s}) mask, got {given.dtype} {tuple(given.shape)}"
+        )
+    if bool(given.all(1).any()):
+        raise ValueError("given: every row must leave at least one stem to generate")
+    device = x0.device
+    given = given.to(device)
+    t = torch.randint(0, schedule.num_steps, (b,), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    drop = (torch.rand(b, generator=generator) < cond_drop_prob).to(device)
+    alpha = expand_like(schedule.alpha(t).to(device, torch.float32), x0)
+    sigma = expand_like(schedule.sigma(t).to(device, torch.float32), x0)
+    x_t = alpha * x0 + sigma * noise
+    keep = given.view(b, s, *([1] * (x0.ndim - 2)))
+    x_t = torch.where(keep, x0, x_t)
+    target = prediction_from(x0, noise, alpha, sigma, prediction)
+    out = model(x_t, t.to(device).float(), {**(cond or {}), "stem_mask": given, "drop": drop})
+    missing = (~keep).float()
+    per_stem = x0[0, 0].numel()
+    return ((out.float() - target) ** 2 * missing).sum() / (missing.sum() * per_stem)

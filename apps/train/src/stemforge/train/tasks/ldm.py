@@ -285,7 +285,7 @@ class LDMTask:
     def loss(
         self, model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator
     ) -> tuple[Tensor, Mapping[str, float]]:
-        from stemforge.samplers.objectives import ddpm_loss, expand_like, prediction_from
+        from stemforge.samplers.objectives import ddpm_loss, given_stems_loss, random_given_mask
 
         x0, mix = self._latents(batch)
         x0 = x0.to(torch.float32)
@@ -311,27 +311,18 @@ class LDMTask:
                 cond_drop_prob=self.cond_drop_prob,
                 generator=generator,
             ), {}
-        b, s = x0.shape[:2]
-        device = x0.device
         # A random non-empty strict subset of stems is given: at least one stem is to be generated.
-        given = torch.rand(b, s, generator=generator) < 0.5
-        all_given = given.all(1)
-        pick = torch.randint(0, s, (b,), generator=generator)
-        given[all_given, pick[all_given]] = False
-        given = given.to(device)
-        t = torch.randint(0, self.schedule.num_steps, (b,), generator=generator)
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        drop = (torch.rand(b, generator=generator) < self.cond_drop_prob).to(device)
-        alpha = expand_like(self.schedule.alpha(t).to(device, torch.float32), x0)
-        sigma = expand_like(self.schedule.sigma(t).to(device, torch.float32), x0)
-        x_t = alpha * x0 + sigma * noise
-        keep = given.view(b, s, *([1] * (x0.ndim - 2)))
-        x_t = torch.where(keep, x0, x_t)
-        target = prediction_from(x0, noise, alpha, sigma, self.prediction)
-        out = model(x_t, t.to(device).float(), {**cond, "stem_mask": given, "drop": drop})
-        missing = (~keep).float()
-        per_stem = x0[0, 0].numel()
-        loss = (((out.float() - target) ** 2) * missing).sum() / (missing.sum() * per_stem)
+        given = random_given_mask(x0.shape[0], x0.shape[1], generator)
+        loss = given_stems_loss(
+            model,
+            x0,
+            self.schedule,
+            given,
+            cond=cond,
+            prediction=self.prediction,
+            cond_drop_prob=self.cond_drop_prob,
+            generator=generator,
+        )
         return loss, {"given_fraction": float(given.float().mean())}
 
     def _drop_probs(self, training: bool) -> tuple[float, float, float]:

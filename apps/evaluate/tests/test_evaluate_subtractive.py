@@ -140,6 +140,20 @@ def test_accompaniment_cfg_and_style_curves(short_set, tmp_path, one_thread):
     assert "Pasini et al., Fig. 2" in (tmp_path / "acc" / "results.md").read_text()
 
 
+def test_accompaniment_one_and_two_processes_agree(short_set, tmp_path, one_thread):
+    """Each process takes one track; the style reference (the next track's bass) is read from the
+    test set, not from the other process's output, so the numbers do not depend on the sharding."""
+    args = ["accompaniment", "--checkpoint", str(ACCOMPANIMENT), "--stems-root", str(short_set)]
+    args += ["--test-stems", ",".join(STEMS), "--steps", "1", "--seconds", "3", "--quiet", "--no-audio"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    proc = accelerate_launch(*args, "--out", str(tmp_path / "two"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    items = sorted((tmp_path / "two" / "items" / "accompaniment").glob("*.json"))
+    assert [json.loads(p.read_text())["process"] for p in items] == ["1/2", "2/2"]
+    one, two = results(tmp_path / "one"), results(tmp_path / "two")
+    assert two["table"] == one["table"] and two["style"] == one["style"]
+
+
 def test_bad_subtractive_input_is_refused_before_work(short_set, tmp_path, capsys):
     out = tmp_path / "out"
     base = ["--stems-root", str(short_set), "--out", str(out), "--steps", "1"]

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,38 +51,13 @@ def voice_model(tmp_path_factory) -> Path:
     )
 
 
-def accelerate_launch(*args: str) -> subprocess.CompletedProcess[str]:
-    """Two real processes (torchrun + gloo on CPU; accelerate's own --cpu multi-process path needs MPI)."""
-    launcher = Path(sys.executable).with_name("accelerate")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
-    command += [
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "stemforge.evaluate.cli",
-        *args,
-        "--cpu",
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-
-
 def table(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())["table"]
 
 
-@pytest.fixture
-def one_thread(monkeypatch):
-    """One thread per process in both runs: float sums depend on the thread count."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def test_separation_one_and_two_processes_agree_and_resume(stem_set, tmp_path, capsys, one_thread):
+def test_separation_one_and_two_processes_agree_and_resume(
+    stem_set, tmp_path, capsys, one_thread, accelerate_launch
+):
     args = ["separation", "--checkpoint", str(DEMO), "--stems-root", str(stem_set), "--steps", "2"]
     args += ["--methods", "cfg", "--guidance", "1", "--seconds", "4", "--quiet"]
     # An interrupted run: only the first track is done.
@@ -150,7 +122,9 @@ def test_coconet_order_visits_whole_frames_in_random_order():
     assert not torch.equal(ranks[0], ranks[1])
 
 
-def test_midi_protocols_one_and_two_processes_agree(voice_model, tmp_path, capsys, one_thread):
+def test_midi_protocols_one_and_two_processes_agree(
+    voice_model, tmp_path, capsys, one_thread, accelerate_launch
+):
     args = ["midi", "--checkpoint", str(voice_model), "--protocols", "windowed,coconet", "--length", "16"]
     args += ["--max-pieces", "2", "--max-frames", "16", "--orderings", "2", "--split", "valid", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
@@ -194,7 +168,7 @@ def test_bad_input_is_refused_before_work(stem_set, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_generation_fad_one_and_two_processes_agree(stem_set, tmp_path, one_thread):
+def test_generation_fad_one_and_two_processes_agree(stem_set, tmp_path, one_thread, accelerate_launch):
     args = ["generation", "--checkpoint", str(DEMO), "--stems-root", str(stem_set), "--steps", "1"]
     args += ["--seconds", "3", "--quiet", "--no-audio"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0

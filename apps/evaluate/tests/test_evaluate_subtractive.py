@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -48,31 +45,6 @@ def long_set(tmp_path_factory) -> Path:
     return _cut(tmp_path_factory.mktemp("long"), [(0.0, 6.0), (5.9, 11.9)])
 
 
-@pytest.fixture
-def one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def accelerate_launch(*args: str) -> subprocess.CompletedProcess[str]:
-    launcher = Path(sys.executable).with_name("accelerate")
-    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
-    command += [
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "stemforge.evaluate.cli",
-        *args,
-        "--cpu",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-
-
 def results(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
@@ -103,7 +75,7 @@ def test_insertion_with_an_instruction_and_fad_options(long_set, tmp_path, one_t
     assert (tmp_path / "one" / "insertion.png").is_file()
 
 
-def test_insertion_one_and_two_processes_agree(short_set, tmp_path, one_thread):
+def test_insertion_one_and_two_processes_agree(short_set, tmp_path, one_thread, accelerate_launch):
     args = ["insertion", "--checkpoint", str(SUBTRACTIVE), "--stems-root", str(short_set), "--stems", "tenor"]
     args += ["--steps", "1", "--seconds", "3", "--quiet", "--no-audio"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
@@ -140,7 +112,7 @@ def test_accompaniment_cfg_and_style_curves(short_set, tmp_path, one_thread):
     assert "Pasini et al., Fig. 2" in (tmp_path / "acc" / "results.md").read_text()
 
 
-def test_accompaniment_one_and_two_processes_agree(short_set, tmp_path, one_thread):
+def test_accompaniment_one_and_two_processes_agree(short_set, tmp_path, one_thread, accelerate_launch):
     """Each process takes one track; the style reference (the next track's bass) is read from the
     test set, not from the other process's output, so the numbers do not depend on the sharding."""
     args = ["accompaniment", "--checkpoint", str(ACCOMPANIMENT), "--stems-root", str(short_set)]
@@ -178,7 +150,9 @@ def test_bad_subtractive_input_is_refused_before_work(short_set, tmp_path, capsy
     assert not out.exists()
 
 
-def test_midi_voice_insertion_against_baselines_one_and_two_processes(tmp_path, one_thread):
+def test_midi_voice_insertion_against_baselines_one_and_two_processes(
+    tmp_path, one_thread, accelerate_launch
+):
     args = ["midi", "--checkpoint", str(JSB), "--protocols", "insertion", "--max-pieces", "2"]
     args += ["--max-frames", "32", "--split", "valid", "--insert-steps", "8", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0

@@ -324,7 +324,8 @@ def export_pipeline(
     from stemforge.pipelines import MultiTrackPipeline, VoiceInsertionPipeline
 
     ckpt = resolve_checkpoint(ckpt)
-    task = read_meta(ckpt).get("export", {}).get("task")
+    export = read_meta(ckpt).get("export", {})
+    task = export.get("task")
     if task not in ("ldm", "midi"):
         raise CheckpointError(
             f"{ckpt}: a {task!r} run is a pipeline component, not a pipeline; export it without --format "
@@ -335,7 +336,7 @@ def export_pipeline(
         raise CheckpointError(f"{out}: already exists; choose a new folder for the pipeline")
     codec_dir: Path | None = None
     if task == "ldm":
-        recorded = read_meta(ckpt)["export"].get("codec")
+        recorded = export.get("codec")
         codec_dir = Path(codec) if codec is not None else (Path(recorded) if recorded else None)
         if codec_dir is None or not (codec_dir / "config.json").is_file():
             raise CheckpointError(

@@ -91,6 +91,12 @@ def add_noise(x0: Tensor, noise: Tensor, schedule: NoiseSchedule, t: Tensor) -> 
     return (alpha * x0.float() + sigma * noise.float()).to(x0.dtype)
 
 
+def _check_loss_options(prediction: str, cond_drop_prob: float) -> None:
+    _check_prediction(prediction)
+    if not 0.0 <= cond_drop_prob <= 1.0:
+        raise ValueError(f"cond_drop_prob={cond_drop_prob} must lie in [0, 1]")
+
+
 def ddpm_loss(
     model: Model,
     x0: Tensor,
@@ -109,9 +115,7 @@ def ddpm_loss(
     ``generator``. With ``cond_drop_prob > 0`` each row's condition is dropped with that probability
     by setting (or OR-ing into) ``cond["drop"]``; the input dictionary is not modified.
     """
-    _check_prediction(prediction)
-    if not 0.0 <= cond_drop_prob <= 1.0:
-        raise ValueError(f"cond_drop_prob={cond_drop_prob} must lie in [0, 1]")
+    _check_loss_options(prediction, cond_drop_prob)
     batch = x0.shape[0]
     device = x0.device
     if t is None:
@@ -164,9 +168,7 @@ def given_stems_loss(
     Draws from ``generator`` in this order: timesteps (B,), noise like ``x0``, the condition
     dropout (B,) (``cond["drop"]``, always set).
     """
-    _check_prediction(prediction)
-    if not 0.0 <= cond_drop_prob <= 1.0:
-        raise ValueError(f"cond_drop_prob={cond_drop_prob} must lie in [0, 1]")
+    _check_loss_options(prediction, cond_drop_prob)
     b, s = x0.shape[:2]
     if given.shape != (b, s) or given.dtype != torch.bool:
         raise ValueError(

@@ -15,7 +15,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from stemforge.codec import MelConfig, MelFrontEnd, resample
+from stemforge.codec import MelConfig, MelFrontEnd
+from stemforge.data import resample
 from stemforge.insert.cli import main
 from stemforge.insert.embedded import demo_audio_checkpoint
 from stemforge.metrics import si_sdr

@@ -24,7 +24,7 @@ FAST: dict[str, Any] = {"steps": 2, "allow_degenerate": True}
 def chorale(name: str, seconds: float, rate: int = 16000) -> torch.Tensor:
     wave = torch.from_numpy(sf.read(CHORALE / f"{name}.flac", dtype="float32")[0])[: round(seconds * 16000)]
     if rate != 16000:
-        from stemforge.codec import resample
+        from stemforge.data import resample
 
         wave = resample(wave, 16000, rate)
     return wave

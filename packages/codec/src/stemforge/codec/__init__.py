@@ -25,7 +25,6 @@ from stemforge.codec.musicldm import (
     map_hifigan_state_dict,
     map_ldm_vae_state_dict,
 )
-from stemforge.codec.resample import resample
 from stemforge.codec.steps import estimate_scale_factor, vae_step, vocoder_step, waveform_autoencoder_step
 from stemforge.codec.waveform_autoencoder import WaveformAutoencoder, WaveformAutoencoderConfig
 from stemforge.codec.waveform_codec import WaveformCodec
@@ -66,7 +65,6 @@ __all__ = [
     "mel_filterbank",
     "multi_scale_spectral_loss",
     "overlap_add",
-    "resample",
     "save_codec",
     "vae_loss",
     "vae_step",

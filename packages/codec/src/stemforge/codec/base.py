@@ -20,7 +20,6 @@ import torch
 from torch import Tensor, nn
 
 from stemforge.codec.chunked import overlap_add
-from stemforge.codec.resample import resample
 
 __all__ = ["Codec"]
 
@@ -92,7 +91,7 @@ class Codec(nn.Module, ABC):
         freq = self.latent_freq
         return (self.latent_channels, frames) if freq is None else (self.latent_channels, frames, freq)
 
-    def _check_wave(self, wave: Tensor, sample_rate: int | None, resample_input: bool) -> Tensor:
+    def _check_wave(self, wave: Tensor, sample_rate: int | None) -> Tensor:
         name = type(self).__name__
         if not isinstance(wave, Tensor) or wave.ndim != 3:
             shape = tuple(wave.shape) if isinstance(wave, Tensor) else type(wave).__name__
@@ -102,12 +101,10 @@ class Codec(nn.Module, ABC):
                 f"{name}.encode: expected float samples in [-1, 1], got {wave.dtype}; convert to float32"
             )
         if sample_rate is not None and sample_rate != self.sample_rate:
-            if not resample_input:
-                raise ValueError(
-                    f"{name}.encode: audio is at {sample_rate} Hz but the codec expects {self.sample_rate} Hz; "
-                    f"resample it first or pass resample=True"
-                )
-            wave = resample(wave, sample_rate, self.sample_rate)
+            raise ValueError(
+                f"{name}.encode: audio is at {sample_rate} Hz but the codec expects {self.sample_rate} Hz; "
+                f"resample it first (stemforge.data.resample(wave, {sample_rate}, {self.sample_rate}))"
+            )
         if wave.shape[-1] == 0:
             raise ValueError(
                 f"{name}.encode: zero-length audio {tuple(wave.shape)}; pass at least one sample"
@@ -122,16 +119,15 @@ class Codec(nn.Module, ABC):
         wave: Tensor,
         *,
         sample_rate: int | None = None,
-        resample: bool = False,
         chunk_frames: int | None = None,
         overlap_frames: int | None = None,
     ) -> Tensor:
         """Stems (B, S, N) -> scaled latents (B, S, *latent_shape(N)).
 
-        ``sample_rate``: the rate of ``wave``; a mismatch raises unless ``resample=True``.
+        ``sample_rate``: the rate of ``wave``, checked when given (resample with stemforge-data first).
         Audio is zero-padded at the end to a whole number of latent frames.
         """
-        wave = self._check_wave(wave, sample_rate, resample)
+        wave = self._check_wave(wave, sample_rate)
         b, s, n = wave.shape
         frames = math.ceil(n / self.hop_length)
         flat = torch.nn.functional.pad(wave.reshape(b * s, n).float(), (0, frames * self.hop_length - n))

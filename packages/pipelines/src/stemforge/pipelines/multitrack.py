@@ -106,14 +106,14 @@ class MultiTrackPipeline(AudioModel):
             raise PipelineError(f"{what}: sample_rate {sample_rate} must be a positive rate in Hz")
         wave = wave.float()
         if sample_rate != self.sample_rate:
-            from stemforge.codec import resample
+            from stemforge.data import resample
 
             wave = resample(wave, sample_rate, self.sample_rate)
         return wave
 
     def _to_rate(self, wave: Tensor, sample_rate: int, num_samples: int) -> Tensor:
         if sample_rate != self.sample_rate:
-            from stemforge.codec import resample
+            from stemforge.data import resample
 
             wave = resample(wave, self.sample_rate, sample_rate)
         if wave.shape[-1] >= num_samples:

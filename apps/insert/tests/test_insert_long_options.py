@@ -91,7 +91,7 @@ def test_seed_reproduces_and_seed_and_steps_change_every_command(tmp_path, input
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
-@pytest.mark.parametrize("sampler", ["dpm", "ddpm"])
+@pytest.mark.parametrize("sampler", ["dpm", "dpm3", "ddpm"])
 def test_sampler_runs_or_is_refused_with_the_reason(tmp_path, capsys, inputs, command, sampler):
     """Samplers written for DDIM only (inpainting, MSDM, continuation) refuse the others by name;
     everywhere else the sampler runs and its result differs from DDIM's."""

@@ -102,6 +102,24 @@ class TestJointPipeline(PipelineContract):
         with pytest.raises(PipelineError, match="--method magic: choose one of cfg, dirac, gaussian"):
             pipe.separate(chorale("mix", 0.5), 16000, method="magic")
 
+    def test_third_order_solver_is_a_sampler_option(self, pipe):
+        """``sampler="dpm3"`` (DPM-Solver++(3M)) is deterministic, equals 2M while the history allows
+        at most second order (2 steps: one update, then the clean estimate) and differs from it once
+        the third-order update runs (4 steps)."""
+        mix = chorale("mix", 1.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+
+            def separate(sampler: str, steps: int) -> dict[str, torch.Tensor]:
+                return pipe.separate(mix, 16000, sampler=sampler, steps=steps, seed=0, allow_degenerate=True)
+
+            short_2m, short_3m = separate("dpm", 2), separate("dpm3", 2)
+            long_2m, long_3m, again = separate("dpm", 4), separate("dpm3", 4), separate("dpm3", 4)
+        assert all(torch.equal(short_2m[k], short_3m[k]) for k in short_2m)
+        assert all(torch.equal(long_3m[k], again[k]) for k in long_3m)
+        assert any(not torch.equal(long_2m[k], long_3m[k]) for k in long_2m)
+        assert all(bool(torch.isfinite(w).all()) for w in long_3m.values())
+
 
 class TestSubtractivePipeline(PipelineContract):
     folder = FIXTURES / "tiny-subtractive"

@@ -15,6 +15,7 @@ from stemforge.samplers import (
     ddim_sample,
     ddpm_sample,
     dpm_solver_pp_2m_sample,
+    dpm_solver_pp_3m_sample,
     inpaint_sample,
     msdm_dirac_separate,
     msdm_gaussian_separate,
@@ -110,6 +111,13 @@ class TestDPMSolver(SamplerContract):
 
     def sample(self, model, x_T, schedule, gen, cond):
         return dpm_solver_pp_2m_sample(model, x_T, schedule, num_steps=STEPS, cond=cond, generator=gen)
+
+
+class TestDPMSolver3M(SamplerContract):
+    stochastic = False
+
+    def sample(self, model, x_T, schedule, gen, cond):
+        return dpm_solver_pp_3m_sample(model, x_T, schedule, num_steps=STEPS, cond=cond, generator=gen)
 
 
 class TestInpainting(SamplerContract):

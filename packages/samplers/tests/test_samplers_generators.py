@@ -15,6 +15,7 @@ from stemforge.samplers import (
     ddim_sample,
     ddpm_sample,
     dpm_solver_pp_2m_sample,
+    dpm_solver_pp_3m_sample,
     inpaint_sample,
     msdm_dirac_separate,
     msdm_gaussian_separate,
@@ -34,6 +35,10 @@ def run_ddpm(model, schedule, x_T, rows, gen):
 
 def run_dpm(model, schedule, x_T, rows, gen):
     return dpm_solver_pp_2m_sample(model, x_T, schedule, num_steps=STEPS, generator=gen)
+
+
+def run_dpm3(model, schedule, x_T, rows, gen):
+    return dpm_solver_pp_3m_sample(model, x_T, schedule, num_steps=STEPS, generator=gen)
 
 
 def run_inpaint(model, schedule, x_T, rows, gen):
@@ -67,7 +72,7 @@ def run_gaussian(model, schedule, x_T, rows, gen):
     )
 
 
-@pytest.mark.parametrize("run", [run_ddim, run_ddpm, run_dpm, run_inpaint, run_dirac, run_gaussian])
+@pytest.mark.parametrize("run", [run_ddim, run_ddpm, run_dpm, run_dpm3, run_inpaint, run_dirac, run_gaussian])
 def test_per_row_generators_make_rows_independent_of_batching(run):
     schedule = NoiseSchedule.from_name("msgld")
     gen = torch.Generator().manual_seed(0)

@@ -20,6 +20,7 @@ from stemforge.samplers import (
     ddim_sample,
     ddpm_sample,
     dpm_solver_pp_2m_sample,
+    dpm_solver_pp_3m_sample,
     msdm_dirac_separate,
 )
 
@@ -48,12 +49,11 @@ def run(name: str, model, x_T, schedule, prediction: str, gen: torch.Generator) 
             prediction=prediction,
             generator=gen,
         )
-    return dpm_solver_pp_2m_sample(
-        model, x_T, schedule, num_steps=50, spacing="linspace", prediction=prediction
-    )
+    solver = dpm_solver_pp_3m_sample if name == "dpm-solver++3m" else dpm_solver_pp_2m_sample
+    return solver(model, x_T, schedule, num_steps=50, spacing="linspace", prediction=prediction)
 
 
-@pytest.mark.parametrize("name", ["ddim-eta1", "ddim-eta0", "ddpm", "dpm-solver++2m"])
+@pytest.mark.parametrize("name", ["ddim-eta1", "ddim-eta0", "ddpm", "dpm-solver++2m", "dpm-solver++3m"])
 @pytest.mark.parametrize("prediction", ["epsilon", "v", "x0"])
 def test_sampler_reproduces_the_mixture(mixture, stats, name: str, prediction: str) -> None:
     gen = torch.Generator().manual_seed(10)
@@ -155,6 +155,34 @@ def test_dpm_solver_is_second_order_and_beats_ddim(mixture) -> None:
         errors[num_steps] = (dpm - exact).abs().mean().item()
         assert errors[num_steps] < 0.4 * (ddim - exact).abs().mean().item()
     assert errors[20] < errors[10] / 3 and errors[40] < errors[20] / 3  # first order would halve
+
+
+def test_dpm_solver_3m_beats_2m_and_converges_faster(mixture) -> None:
+    """Against the converged ODE solution (DPM-Solver++(2M) with 1000 steps, itself within 5e-6 of
+    3M's), 3M's mean error shrinks faster than second order (measured 0.028, 0.0049, 0.0011 at 10,
+    20, 40 steps: ratios 5.7 and 4.7; 2M's are 4.0 and 4.1) and is 2-4x below 2M's (0.060, 0.015,
+    0.0036). The first two steps are of order one and two, so the order seen is between 2 and 3. At
+    5 steps 3M is the worse of the two (0.37 against 0.17)."""
+    x_T = torch.randn(500, 2, generator=torch.Generator().manual_seed(10))
+    model = mixture.model()
+    exact = dpm_solver_pp_2m_sample(model, x_T, mixture.schedule, num_steps=1000)
+    errors, errors_2m = {}, {}
+    for num_steps in (10, 20, 40):
+        errors[num_steps] = (
+            (dpm_solver_pp_3m_sample(model, x_T, mixture.schedule, num_steps=num_steps) - exact)
+            .abs()
+            .mean()
+            .item()
+        )
+        errors_2m[num_steps] = (
+            (dpm_solver_pp_2m_sample(model, x_T, mixture.schedule, num_steps=num_steps) - exact)
+            .abs()
+            .mean()
+            .item()
+        )
+        assert errors[num_steps] < errors_2m[num_steps] / 2
+    assert errors[20] < errors[10] / 4.3 and errors[40] < errors[20] / 4.3  # second order would quarter
+    assert errors_2m[20] > errors_2m[10] / 4.3  # and 2M does not pass that bar
 
 
 @pytest.mark.parametrize("name", ["ddim-eta1", "ddpm", "dpm-solver++2m"])

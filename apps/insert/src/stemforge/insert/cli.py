@@ -452,7 +452,10 @@ def _common(p: argparse.ArgumentParser, *, audio: bool = True) -> None:
         return
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50; MSG-LD uses 200)")
     p.add_argument(
-        "--sampler", default="ddim", choices=("ddim", "dpm", "ddpm"), help="sampler (default ddim)"
+        "--sampler",
+        default="ddim",
+        choices=("ddim", "dpm", "dpm3", "ddpm"),
+        help="sampler: ddim, dpm (DPM-Solver++(2M)), dpm3 (DPM-Solver++(3M)) or ddpm (default ddim)",
     )
     p.add_argument(
         "--eta",

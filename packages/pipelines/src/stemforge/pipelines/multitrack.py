@@ -9,7 +9,7 @@ waveforms at the input's rate and length::
     pipe = MultiTrackPipeline.from_pretrained("path/to/pipeline")
     stems = pipe.separate(mix, 16000, method="dirac", steps=50, seed=0)   # {"bass": (N,), ...}
 
-Options common to every method: ``steps``, ``sampler`` ("ddim", "dpm", "ddpm"), ``eta`` (default:
+Options common to every method: ``steps``, ``sampler`` ("ddim", "dpm", "dpm3", "ddpm"), ``eta`` (default:
 the pipeline's recorded value, else 1), ``seed``, ``chunk_seconds`` (default: the training
 segment), ``overlap``, ``batch_size``, ``reporter`` (an object with ``start_chunks / chunks_done /
 steps / note``, :mod:`stemforge.pipelines.progress`) and ``allow_degenerate``.

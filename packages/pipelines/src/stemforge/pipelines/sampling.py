@@ -1,7 +1,8 @@
 """Sampler choice and seeding shared by the audio commands.
 
 ``--sampler ddim`` (DDIM, eta from ``--eta``; MSG-LD samples with eta = 1), ``dpm`` (DPM-Solver++(2M),
-deterministic, few steps) or ``ddpm`` (ancestral, posterior variance). Every chunk draws its starting
+deterministic, few steps), ``dpm3`` (DPM-Solver++(3M), the same with a third-order multistep update) or
+``ddpm`` (ancestral, posterior variance). Every chunk draws its starting
 noise and its in-sampler noise from its own generators seeded by (seed, chunk index), the latter
 through stemforge-samplers' one-generator-per-row option, so a result does not depend on
 ``--batch-size``.
@@ -25,8 +26,8 @@ from stemforge.pipelines.errors import PipelineError
 if TYPE_CHECKING:
     from stemforge.pipelines.loading import AudioModel
 
-SamplerName = Literal["ddim", "dpm", "ddpm"]
-SAMPLERS: tuple[str, ...] = ("ddim", "dpm", "ddpm")
+SamplerName = Literal["ddim", "dpm", "dpm3", "ddpm"]
+SAMPLERS: tuple[str, ...] = ("ddim", "dpm", "dpm3", "ddpm")
 Progress = Callable[[Iterable[int]], Iterable[int]]
 #: stemforge-samplers' ``Generators``: one generator, or one per batch row (chunk).
 Generators = torch.Generator | Sequence[torch.Generator] | None
@@ -267,7 +268,7 @@ def sample_latents(
 ) -> Tensor:
     """Run the chosen sampler from ``x_T``. ``ddim``: an explicit DDIM grid (descending) and final
     timestep (:func:`ddim_grid`), for ``sampler="ddim"`` only."""
-    from stemforge.samplers import ddim_sample, ddpm_sample, dpm_solver_pp_2m_sample
+    from stemforge.samplers import ddim_sample, ddpm_sample, dpm_solver_pp_2m_sample, dpm_solver_pp_3m_sample
 
     common: dict[str, Any] = {
         "cond": cond,
@@ -283,6 +284,8 @@ def sample_latents(
         return ddim_sample(model, x_T, schedule, num_steps=options.steps, eta=options.eta, **common)  # type: ignore[arg-type]
     if options.sampler == "dpm":
         return dpm_solver_pp_2m_sample(model, x_T, schedule, num_steps=options.steps, **common)  # type: ignore[arg-type]
+    if options.sampler == "dpm3":
+        return dpm_solver_pp_3m_sample(model, x_T, schedule, num_steps=options.steps, **common)  # type: ignore[arg-type]
     return ddpm_sample(model, x_T, schedule, num_steps=options.steps, **common)  # type: ignore[arg-type]
 
 

@@ -7,7 +7,7 @@ from stemforge.samplers.coconet_gibbs import gibbs_sample
 from stemforge.samplers.ddim import ddim_invert, ddim_sample, ddim_step
 from stemforge.samplers.ddpm import ddpm_sample
 from stemforge.samplers.discrete_nll import chain_rule_nll, nats_per_frame
-from stemforge.samplers.dpm_solver import dpm_solver_pp_2m_sample
+from stemforge.samplers.dpm_solver import dpm_solver_pp_2m_sample, dpm_solver_pp_3m_sample
 from stemforge.samplers.inpainting import inpaint_sample, repaint_moves
 from stemforge.samplers.masked_discrete import masked_diffusion_loss, unmask_sample
 from stemforge.samplers.mixing import Mixing, apply_mixing, project_to_mixture
@@ -51,6 +51,7 @@ __all__ = [
     "ddpm_loss",
     "ddpm_sample",
     "dpm_solver_pp_2m_sample",
+    "dpm_solver_pp_3m_sample",
     "gibbs_sample",
     "given_stems_loss",
     "ground_style",

@@ -1,4 +1,5 @@
-"""Shared by the evaluation tests: one thread per process, and a real two-process launch."""
+"""Shared by the evaluation tests: one thread per process, a real two-process launch and two short
+tracks of rendered chorale audio."""
 
 from __future__ import annotations
 
@@ -9,9 +10,25 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
 
 ROOT = Path(__file__).resolve().parents[3]
+CHORALE = ROOT / "tests" / "fixtures" / "audio" / "chorale_demo_16k"
+STEMS = ("soprano", "alto", "tenor", "bass")
+
+
+@pytest.fixture(scope="module")
+def stem_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two tracks of 4 s (one MSDM window each) cut from the held-out chorale fixture (rendered by
+    stemforge-data), one folder per track (MUSDB style)."""
+    root = tmp_path_factory.mktemp("set")
+    for k in range(2):
+        (root / f"track{k}").mkdir()
+        for stem in STEMS:
+            audio, rate = sf.read(CHORALE / f"{stem}.flac", dtype="float32")
+            sf.write(root / f"track{k}" / f"{stem}.flac", audio[4 * k * rate : 4 * (k + 1) * rate], rate)
+    return root
 
 
 @pytest.fixture

@@ -25,19 +25,6 @@ STEMS = ("soprano", "alto", "tenor", "bass")
 
 
 @pytest.fixture(scope="module")
-def stem_set(tmp_path_factory) -> Path:
-    """Two tracks of 4 s (one MSDM window each) cut from the held-out chorale fixture, one folder per
-    track (MUSDB style)."""
-    root = tmp_path_factory.mktemp("set")
-    for k in range(2):
-        (root / f"track{k}").mkdir()
-        for stem in STEMS:
-            audio, rate = sf.read(CHORALE / f"{stem}.flac", dtype="float32")
-            sf.write(root / f"track{k}" / f"{stem}.flac", audio[4 * k * rate : 4 * (k + 1) * rate], rate)
-    return root
-
-
-@pytest.fixture(scope="module")
 def voice_model(tmp_path_factory) -> Path:
     """A small voice-insertion pipeline (random weights: the protocols' mechanics are under test)."""
     from stemforge.pipelines import VoiceInsertionModel, VoiceInsertionPipeline, VoiceModelConfig
@@ -176,17 +163,91 @@ def test_generation_fad_one_and_two_processes_agree(stem_set, tmp_path, one_thre
     assert one["embedder"] == "musicnn-MSD-max_pool" and list(one["table"]) == ["generation"]
     row = one["table"]["generation"]
     assert row["real_embeddings"] == row["generated_embeddings"] == 2 and row["fad"] > 0
+    # One step count: the items, table and files of 0.2.0 (no steps folder, no steps plot).
+    assert (tmp_path / "one" / "items" / "generation" / "track1.safetensors").is_file()
+    assert one["settings"]["steps"] == 1 and "vggish_weights" not in one["settings"]
+    assert not (tmp_path / "one" / "fad_steps.png").exists()
     proc = accelerate_launch(*args, "--out", str(tmp_path / "two"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert table(tmp_path / "two") == one["table"]
     assert (tmp_path / "two" / "results.md").is_file() and (tmp_path / "two" / "generation.png").is_file()
 
 
+def test_generation_fad_against_sampler_steps_resumes(stem_set, tmp_path, one_thread):
+    args = ["generation", "--checkpoint", str(DEMO), "--stems-root", str(stem_set), "--seconds", "3"]
+    args += ["--quiet", "--no-audio"]
+    sweep = [*args, "--steps", "1,2", "--out", str(tmp_path / "sweep")]
+    assert main(sweep) == 0
+    before = json.loads((tmp_path / "sweep" / "results.json").read_text())
+    # As if interrupted before the last item of the first step count: only that item runs again.
+    items = tmp_path / "sweep" / "items" / "generation"
+    for suffix in (".json", ".safetensors"):
+        (items / "steps1" / f"track1{suffix}").unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in items.glob("*/*.json")}
+    assert main(sweep) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and (
+        items / "steps1" / "track1.json"
+    ).is_file()
+    res = json.loads((tmp_path / "sweep" / "results.json").read_text())
+    assert res["table"] == before["table"]
+    assert res["settings"]["steps"] == [1, 2]
+    assert list(res["table"]) == ["generation, steps=1", "generation, steps=2"]
+    assert [(r["generated"], r["steps"]) for r in res["table"].values()] == [
+        ("generation", 1),
+        ("generation", 2),
+    ]
+    md = (tmp_path / "sweep" / "results.md").read_text()
+    assert "| generation | 1 |" in md and "| generation | 2 |" in md
+    assert (tmp_path / "sweep" / "fad_steps.png").stat().st_size > 0
+    # A step count of a sweep is the run at that step count alone: the same noise, the same number.
+    assert main([*args, "--steps", "2", "--out", str(tmp_path / "two")]) == 0
+    alone = table(tmp_path / "two")["generation"]
+    assert res["table"]["generation, steps=2"]["fad"] == alone["fad"]
+    assert res["table"]["generation, steps=1"]["fad"] != alone["fad"]
+
+
+def test_arrangement_subsets_one_and_two_processes_agree(stem_set, tmp_path, one_thread, accelerate_launch):
+    args = ["arrangement", "--checkpoint", str(DEMO), "--stems-root", str(stem_set), "--steps", "1"]
+    args += ["--seconds", "3", "--subsets", "alto+soprano,bass", "--quiet", "--no-audio"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    # Named as the table names them, in its order (the singles, then the pairs).
+    assert one["settings"]["subsets"] == ["bass", "soprano+alto"] and list(one["table"]) == [
+        "bass",
+        "soprano+alto",
+    ]
+    assert all(r["real_embeddings"] == r["generated_embeddings"] == 2 for r in one["table"].values())
+    proc = accelerate_launch(*args, "--out", str(tmp_path / "two"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    items = sorted((tmp_path / "two" / "items" / "arrangement").glob("*.json"))
+    assert [json.loads(p.read_text())["process"] for p in items] == ["1/2", "2/2"]
+    assert table(tmp_path / "two") == one["table"]
+
+
+def test_bad_arrangement_input_is_refused(stem_set, tmp_path, capsys):
+    args = [
+        "arrangement",
+        "--checkpoint",
+        str(DEMO),
+        "--stems-root",
+        str(stem_set),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main([*args, "--subsets", "bass+piano"]) == 2
+    assert "piano is not a stem of the model" in capsys.readouterr().err
+    assert main([*args, "--subsets", "soprano+alto+tenor+bass"]) == 2
+    assert "leaves at least one stem given" in capsys.readouterr().err
+    assert main([*args, "--max-tracks", "1", "--seconds", "4"]) == 2  # one musicnn window in all
+    assert "a covariance needs at least 2" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.slow  # 28 arrangements: about 90 s on 2 cores
 def test_arrangement_has_one_row_per_proper_subset(stem_set, tmp_path, one_thread):
     args = ["arrangement", "--checkpoint", str(DEMO), "--stems-root", str(stem_set), "--steps", "1"]
-    args += ["--seconds", "3", "--quiet", "--out", str(tmp_path / "arr")]
-    assert main(args) == 0
+    args += ["--seconds", "3", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "arr")]) == 0
     rows = list(table(tmp_path / "arr"))
     assert len(rows) == 14 and len(set(rows)) == 14
     assert [len(r.split("+")) for r in rows] == [1] * 4 + [2] * 6 + [3] * 4  # no empty set, no full set
@@ -197,6 +258,9 @@ def test_arrangement_has_one_row_per_proper_subset(stem_set, tmp_path, one_threa
         sf.read(stem_set / "track0" / f"{s}.flac", dtype="float32")[0][: 3 * 16000] for s in STEMS[1:]
     )
     assert mix.shape == given.shape and float(np.abs(mix - given).max()) > 1e-3
+    # A subset keeps its seed when the others are left out (--subsets): the same row.
+    assert main([*args, "--subsets", "tenor+bass", "--no-audio", "--out", str(tmp_path / "some")]) == 0
+    assert table(tmp_path / "some")["tenor+bass"] == table(tmp_path / "arr")["tenor+bass"]
 
 
 def test_fad_of_identical_sets_is_zero():

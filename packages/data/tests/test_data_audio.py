@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from stemforge.data import AudioError, audio_info, read_audio, resample, write_audio
+from stemforge.data import AudioError, audio_info, read_audio, resample, truncated_wav, write_audio
 
 ROOT = Path(__file__).resolve().parents[3]
 CHORALE = ROOT / "tests" / "fixtures" / "audio" / "chorale_16k"
@@ -90,3 +90,19 @@ def test_write_refuses_bad_audio_and_leaves_nothing(tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - soundfile's own error type
         write_audio(tmp_path / "x.flac", torch.zeros(10), 1_000_000)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_wav_is_found_from_the_header(tmp_path):
+    """A WAV cut short (an interrupted copy) reads without error in soundfile; the header tells."""
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, np.zeros((16000, 2), dtype=np.float32), 16000, subtype="PCM_16")
+    assert truncated_wav(whole) is None
+    cut = tmp_path / "cut.wav"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) - 4 * 8000])  # half a second of 2 x 16-bit frames gone
+    announced, present = truncated_wav(cut)
+    assert announced == pytest.approx(1.0) and present == pytest.approx(0.5)
+    assert len(sf.read(cut)[0]) == 8000  # what soundfile makes of it, silently
+    flac = tmp_path / "whole.flac"
+    sf.write(flac, np.zeros(1600, dtype=np.float32), 16000)
+    assert truncated_wav(flac) is None

@@ -3,13 +3,19 @@
 - ``generation``: per test track, one mixture generated from nothing (all stems, w = 0), of the
   track's length; FAD of the generated mixtures against the test mixtures.
 - ``arrangement``: per test track and per non-empty proper subset G of the stems (14 of 4 stems:
-  4 singles, 6 pairs, 4 triples; stemforge-metrics ``arrangement_subsets``), the stems of G are
-  generated given the track's other stems (inpainting), mixed with those original stems, and FAD
-  compares these sub-mixtures with the test mixtures: one row per subset (MSG-LD's Table I).
+  4 singles, 6 pairs, 4 triples; stemforge-metrics ``arrangement_subsets``; ``--subsets`` keeps some
+  of them), the stems of G are generated given the track's other stems (inpainting), mixed with
+  those original stems, and FAD compares these sub-mixtures with the test mixtures: one row per
+  subset (MSG-LD's Table I).
+
+A tuple of step counts (``--steps 5,10,20``) makes each step count a setting of its own, with its
+own items (``items/<protocol>/steps<k>/``) and audio, and one table row per step count and row
+(``fad_steps.png``: FAD against sampler steps). Track i starts from the noise of seed + i at every
+step count, so the curve compares step counts, not draws.
 
 FAD (:mod:`stemforge.evaluate.fad`): stemforge-metrics' Frechet distance in float64 over embeddings
-of every window (musicnn ``max_pool`` by default, 3 s windows at 16 kHz; audio is resampled to the
-embedder's rate), and optionally FAD-infinity and per-song FAD. Each item stores its embeddings
+of every window (musicnn ``max_pool`` by default, 3 s windows at 16 kHz, or VGGish; audio is
+resampled to the embedder's rate), and optionally FAD-infinity and per-song FAD. Each item stores its embeddings
 (``items/*.safetensors``), so the statistics are gathered from all processes' items, and a resumed
 run never embeds a finished item again. FAD of a few tracks is a noisy figure: the table states the
 number of embeddings on each side.
@@ -29,8 +35,10 @@ from stemforge.evaluate.fad import (
     FadOptions,
     GeneratedAudioSettings,
     embed,
+    embedder_record,
     fad_row,
     make_embedder,
+    window_seconds,
     windows_per_track,
 )
 from stemforge.evaluate.runner import EvaluationError, ItemStore, Shard, run_items, track_keys
@@ -40,30 +48,74 @@ from stemforge.evaluate.testset import Track
 @dataclass(frozen=True)
 class GenerationSettings(GeneratedAudioSettings):
     protocol: str = "arrangement"
+    subsets: tuple[str, ...] = ()
+    """arrangement: the subsets evaluated, named as the table's rows (``bass``, ``soprano+alto``);
+    (): all of them."""
 
     def check(self) -> None:
         if self.protocol not in ("arrangement", "generation"):
             raise EvaluationError(f"protocol {self.protocol!r}: arrangement or generation")
+        if self.protocol == "generation" and self.subsets:
+            raise EvaluationError("--subsets: an arrangement option; generation has one row")
         self.check_sampling()
+        if self.stems and self.subsets:
+            chosen = [name for _, name in arrangement_rows(self.stems, self.subsets)]
+            if list(self.subsets) != chosen:
+                raise EvaluationError(
+                    f"--subsets {','.join(self.subsets)}: give them as the table names them: {','.join(chosen)}"
+                )
 
 
 def subset_name(stems: Sequence[str]) -> str:
     return "+".join(stems)
 
 
+def arrangement_rows(stems: Sequence[str], names: Sequence[str] = ()) -> list[tuple[int, str]]:
+    """(k, row name) of the arranged subsets, k the subset's place among all of them (its seed), in
+    that order; ``names`` ("bass", "alto+soprano", in any stem order) keeps some of them."""
+    from stemforge.metrics import arrangement_subsets
+
+    every = [subset_name(subset) for subset in arrangement_subsets(stems)]
+    if not names:
+        return list(enumerate(every))
+    wanted = set()
+    for name in names:
+        parts = [part.strip() for part in name.split("+")]
+        unknown = [part for part in parts if part not in stems]
+        if unknown:
+            raise EvaluationError(
+                f"--subsets {name}: {', '.join(unknown)} is not a stem of the model ({', '.join(stems)}); "
+                "join stems with +, e.g. bass,soprano+alto"
+            )
+        if len(set(parts)) != len(parts) or len(parts) == len(stems):
+            raise EvaluationError(
+                f"--subsets {name}: a subset names each stem once and leaves at least one stem given"
+            )
+        wanted.add(subset_name([s for s in stems if s in parts]))
+    return [(k, name) for k, name in enumerate(every) if name in wanted]
+
+
 def evaluate_item(
-    pipe: Any, track: Track, index: int, settings: GenerationSettings, out: Path, embedder: Any
+    pipe: Any,
+    track: Track,
+    index: int,
+    settings: GenerationSettings,
+    audio_folder: Path,
+    embedder: Any,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """One track: its metrics-free record and the embeddings of the real mix and of each generated
-    (sub-)mixture."""
+    (sub-)mixture (the audio, if kept, under ``audio_folder``)."""
     from stemforge.data import write_audio
     from stemforge.metrics import arrangement_subsets
 
     rate = pipe.sample_rate
     originals = track.read(rate, settings.offset, settings.seconds)
     n = originals.shape[-1]
-    if n < 3 * rate:
-        raise EvaluationError(f"track {track.name}: {n / rate:.2f} s; FAD needs at least 3 s per track")
+    least = window_seconds(settings.embedder)
+    if n < least * rate:
+        raise EvaluationError(
+            f"track {track.name}: {n / rate:.2f} s; FAD needs at least {least:g} s per track"
+        )
     common = {
         "steps": settings.steps,
         "sampler": settings.sampler,
@@ -76,7 +128,9 @@ def evaluate_item(
         stems = pipe.generate(n / rate, sample_rate=rate, seed=settings.seed + index, **common)
         mixes["generation"] = torch.stack([stems[s][:n] for s in pipe.stems]).sum(0)
     else:
-        for k, subset in enumerate(arrangement_subsets(pipe.stems)):
+        subsets = arrangement_subsets(pipe.stems)
+        for k, _ in arrangement_rows(pipe.stems, settings.subsets):
+            subset = subsets[k]
             given = {s: originals[i] for i, s in enumerate(pipe.stems) if s not in subset}
             generated = pipe.arrange(given, rate, seed=(settings.seed + index) * 100 + k, **common)
             parts = [(generated[s] if s in subset else originals[i]) for i, s in enumerate(pipe.stems)]
@@ -87,19 +141,29 @@ def evaluate_item(
     for name, mix in mixes.items():
         embeddings[name] = embed(embedder, mix, rate)
         if settings.save_audio:
-            write_audio(
-                out / "audio" / settings.protocol / track.name / f"{name}.wav", mix.clamp(-1, 1), rate
-            )
+            write_audio(audio_folder / f"{name}.wav", mix.clamp(-1, 1), rate)
     return {"track": track.name, "index": index, "seconds": n / rate, "rows": list(mixes)}, embeddings
 
 
 def fad_table(
-    embeddings: Sequence[dict[str, Tensor]], rows: Sequence[str], options: FadOptions | None = None
+    embeddings: Sequence[dict[str, Tensor]],
+    rows: Sequence[str],
+    options: FadOptions | None = None,
+    first_index: int = 0,
 ) -> dict[str, Any]:
-    """One FAD row per generated row, each against the ``real`` mixtures of all items."""
+    """One FAD row per generated row, each against the ``real`` mixtures of all items (FAD-infinity
+    draws the subsets of row k from seed x 1000 + first_index + k)."""
     options = options or FadOptions()
     real = [e["real"] for e in embeddings]
-    return {row: fad_row(real, [e[row] for e in embeddings], options, k) for k, row in enumerate(rows)}
+    return {
+        row: fad_row(real, [e[row] for e in embeddings], options, first_index + k)
+        for k, row in enumerate(rows)
+    }
+
+
+def steps_row(row: str, steps: int) -> str:
+    """The table's name of a row of a ``--steps`` sweep."""
+    return f"{row}, steps={steps}"
 
 
 def run_generation(
@@ -112,52 +176,80 @@ def run_generation(
     overwrite: bool = False,
     progress: Any = None,
     fad: FadOptions | None = None,
+    embedder: Any = None,
 ) -> dict[str, Any] | None:
-    """Generation or arrangement FAD (``settings.protocol``); results on the main process."""
+    """Generation or arrangement FAD (``settings.protocol``), at each step count of ``settings.steps``;
+    results on the main process. ``embedder``: the one ``make_embedder`` built for these settings."""
     from safetensors.torch import load_file, save_file
-
-    from stemforge.metrics import arrangement_subsets
 
     settings.check()
     fad = fad or FadOptions(seed=settings.seed)
-    fad.check(None if settings.seconds is None else windows_per_track(settings.seconds))
-    if settings.seconds is not None:
-        fad.check_pool(windows_per_track(settings.seconds) * len(tracks))
-    embedder = make_embedder(settings.embedder)
-    store = ItemStore(out, settings.record(), overwrite=overwrite)
-    keys = track_keys(settings.protocol, [t.name for t in tracks])
+    windows = None if settings.seconds is None else windows_per_track(settings.seconds, settings.embedder)
+    fad.check(windows, settings.embedder)
+    if windows is not None:
+        fad.check_pool(windows * len(tracks))
+    if embedder is None:
+        embedder = make_embedder(settings.embedder, settings.vggish_weights or None)
+    sweep = isinstance(settings.steps, tuple)
+    names = [t.name for t in tracks]
 
-    def evaluate(i: int) -> dict[str, Any]:
-        record, embeddings = evaluate_item(pipe, tracks[i], i, settings, out, embedder)
-        path = store.path(keys[i]).with_suffix(".safetensors")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file({k: v.contiguous() for k, v in embeddings.items()}, tmp)
-        tmp.replace(path)  # the embeddings land before the item's JSON marks it done
-        return record
+    def folder(steps: int) -> str:
+        """items/<folder>/<track>.json and audio/<folder>/<track>/: one folder per step count of a sweep."""
+        return f"{settings.protocol}/steps{steps}" if sweep else settings.protocol
 
-    run_items(shard, store, keys, evaluate, progress)
+    def evaluator(steps: int, store: ItemStore, keys: list[str]) -> Any:
+        at_steps = settings.at_steps(steps)
+
+        def evaluate(i: int) -> dict[str, Any]:
+            audio = out / "audio" / folder(steps) / tracks[i].name
+            record, embeddings = evaluate_item(pipe, tracks[i], i, at_steps, audio, embedder)
+            path = store.path(keys[i]).with_suffix(".safetensors")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            save_file({k: v.contiguous() for k, v in embeddings.items()}, tmp)
+            tmp.replace(path)  # the embeddings land before the item's JSON marks it done
+            return record
+
+        return evaluate
+
+    # Each step count is a setting of its own: its items carry its settings, so a resumed sweep
+    # reuses every step count already done (and a longer sweep, those it shares).
+    stores = {
+        k: ItemStore(out, settings.at_steps(k).record(), overwrite=overwrite) for k in settings.step_counts()
+    }
+    keys = {k: track_keys(folder(k), names) for k in settings.step_counts()}
+    for k, store in stores.items():
+        run_items(shard, store, keys[k], evaluator(k, store, keys[k]), progress)
     shard.wait()
     if not shard.is_main:
         return None
-    items = [store.load(key) for key in keys]
-    embeddings = [load_file(store.path(key).with_suffix(".safetensors")) for key in keys]
     rows = (
         ["generation"]
         if settings.protocol == "generation"
-        else [subset_name(s) for s in arrangement_subsets(pipe.stems)]
+        else [name for _, name in arrangement_rows(pipe.stems, settings.subsets)]
     )
+    table: dict[str, Any] = {}
+    for j, (k, store) in enumerate(stores.items()):
+        embeddings = [load_file(store.path(key).with_suffix(".safetensors")) for key in keys[k]]
+        at_steps = fad_table(embeddings, rows, fad, j * len(rows))
+        if sweep:
+            at_steps = {steps_row(row, k): {"generated": row, "steps": k, **v} for row, v in at_steps.items()}
+        table.update(at_steps)
+    first = settings.step_counts()[0]
+    items = [stores[first].load(key) for key in keys[first]]
     results = {
         "protocol": settings.protocol,
         "settings": settings.record(),
         "tracks": [item["track"] for item in items],
         "seconds": sum(item["seconds"] for item in items),
-        "embedder": embedder.name,
+        **embedder_record(settings, embedder),
         "fad_options": fad.record(),
-        "table": fad_table(embeddings, rows, fad),
+        "table": table,
     }
-    from stemforge.evaluate.report import fad_markdown, fad_png, plot_safely, write_results
+    from stemforge.evaluate.report import fad_markdown, fad_png, fad_steps_png, plot_safely, write_results
 
     write_results(out, results, fad_markdown(results, fad))
     plot_safely(out / f"{settings.protocol}.png", lambda path: fad_png(path, results))
+    if sweep:
+        plot_safely(out / "fad_steps.png", lambda path: fad_steps_png(path, results))
     return results

@@ -2,6 +2,8 @@
 output folder.
 
     stemforge-evaluate separation --checkpoint PIPELINE --slakh-root CORPUS --out out/eval
+    stemforge-evaluate generation --checkpoint PIPELINE --slakh-root CORPUS --steps 5,10,20 --out out/eval-gen
+    stemforge-evaluate arrangement ... --embedder vggish --vggish-weights vggish.safetensors
     accelerate launch --num_processes 2 -m stemforge.evaluate.cli separation ...   # sharded
     stemforge-evaluate midi --checkpoint PIPELINE --protocols windowed,insertion --out out/eval-midi
     stemforge-evaluate insertion --checkpoint PIPELINE --slakh-root CORPUS --stems bass --out out/eval-ins
@@ -31,6 +33,30 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _step_counts(text: str) -> int | tuple[int, ...]:
+    """One step count, or several (comma-separated), each evaluated as a setting of its own."""
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a step count or several, e.g. 50 or 5,10,20"
+        ) from err
+    if not counts:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a step count or several, e.g. 50 or 5,10,20")
+    return counts[0] if len(counts) == 1 else counts
+
+
+def _embedder_name(text: str) -> str:
+    from stemforge.evaluate.fad import EMBEDDERS
+
+    name = "musicnn-max_pool" if text == "musicnn" else text
+    if name not in EMBEDDERS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: choose musicnn (musicnn-max_pool), musicnn-mean_pool, musicnn-penultimate or vggish"
+        )
+    return name
 
 
 def _out_folder(out: Path) -> Path:
@@ -79,7 +105,7 @@ def _audio_setup(args: argparse.Namespace, test_stems: Any = None):  # type: ign
 
 
 def _fad_options(args: argparse.Namespace) -> Any:
-    from stemforge.evaluate.fad import FadOptions
+    from stemforge.evaluate.fad import FadOptions, windows_per_track
 
     options = FadOptions(
         modes=tuple(dict.fromkeys(("plain", *args.fad))),
@@ -87,14 +113,15 @@ def _fad_options(args: argparse.Namespace) -> Any:
         infinity_min=args.fad_infinity_min,
         seed=args.seed,
     )
-    options.check(None if args.seconds <= 0 else _windows(args.seconds))
+    options.check(
+        None if args.seconds <= 0 else windows_per_track(args.seconds, args.embedder), args.embedder
+    )
     return options
 
 
-def _windows(seconds: float) -> int:
-    from stemforge.evaluate.fad import windows_per_track
-
-    return windows_per_track(seconds)
+def _vggish_weights(args: argparse.Namespace) -> str:
+    """The weights file as the settings record it (absolute, so a resumed run finds it again)."""
+    return str(Path(args.vggish_weights).resolve()) if args.vggish_weights else ""
 
 
 def _run_audio_protocol(
@@ -103,14 +130,18 @@ def _run_audio_protocol(
     """Build the protocol's settings from the shared audio options, check them, run, print the table."""
     extra = {}
     if hasattr(args, "fad"):
-        extra["fad"] = _fad_options(args)  # checked before the model is loaded
+        from stemforge.evaluate.fad import make_embedder
+
+        # Checked, and the embedder loaded, before the model: a bad --vggish-weights costs nothing.
+        extra["fad"] = _fad_options(args)
+        extra["embedder"] = make_embedder(args.embedder, args.vggish_weights)
     out, shard, pipe, tracks, test_set = _audio_setup(args, read_stems)
-    specific = {k: (v(pipe) if callable(v) else v) for k, v in specific.items()}
     if args.command in ("generation", "arrangement") and pipe.mode != "msgld":
         raise EvaluationError(
             f"--checkpoint {args.checkpoint}: a {pipe.mode} model; generation and arrangement need a joint "
             "multi-stem model (MSG-LD)"
         )
+    specific = {k: (v(pipe) if callable(v) else v) for k, v in specific.items()}
     settings = settings_cls(
         steps=args.steps,
         sampler=args.sampler,
@@ -134,10 +165,21 @@ def _run_audio_protocol(
 
 
 def _cmd_generation(args: argparse.Namespace) -> int:
-    from stemforge.evaluate.arrangement import GenerationSettings, run_generation
+    from stemforge.evaluate.arrangement import GenerationSettings, arrangement_rows, run_generation
+
+    def subsets(pipe: Any) -> tuple[str, ...]:
+        """The model's names of the --subsets, in the table's order."""
+        names = getattr(args, "subsets", ())
+        return tuple(name for _, name in arrangement_rows(pipe.stems, names)) if names else ()
 
     return _run_audio_protocol(
-        args, GenerationSettings, run_generation, protocol=args.command, embedder=args.embedder
+        args,
+        GenerationSettings,
+        run_generation,
+        protocol=args.command,
+        embedder=args.embedder,
+        vggish_weights=_vggish_weights(args),
+        subsets=subsets,
     )
 
 
@@ -172,6 +214,7 @@ def _cmd_subtractive(args: argparse.Namespace) -> int:
         read_stems=test_stems,
         protocol=args.command,
         embedder=args.embedder,
+        vggish_weights=_vggish_weights(args),
         insert_stems=insert_stems,
         test_stems=test_stems,
         guidance=args.guidance if args.guidance is not None else (3.0 if accompaniment else 1.0),
@@ -241,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU is present")
         p.add_argument("--quiet", action="store_true", help="no per-item progress lines")
 
-    def audio(p: argparse.ArgumentParser) -> None:
+    def audio(p: argparse.ArgumentParser, steps_sweep: bool = False) -> None:
         common(p)
         p.add_argument("--slakh-root", help="a Slakh-format folder (Slakh2100, or a rendered chorale corpus)")
         p.add_argument("--split", default="test", help="split of --slakh-root (default test)")
@@ -253,8 +296,22 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--stems-root", help="MUSDB-style track folders with one <stem>.wav|flac per stem")
         p.add_argument("--max-tracks", type=int, default=0, help="evaluate the first N tracks only")
-        p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
-        p.add_argument("--sampler", default="ddim", choices=("ddim", "dpm", "ddpm"), help="default ddim")
+        if steps_sweep:
+            p.add_argument(
+                "--steps",
+                type=_step_counts,
+                default=50,
+                help="sampler steps (default 50); several, e.g. 5,10,20: each a setting of its own, "
+                "one table row per step count and fad_steps.png",
+            )
+        else:
+            p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
+        p.add_argument(
+            "--sampler",
+            default="ddim",
+            choices=("ddim", "dpm", "dpm3", "ddpm"),
+            help="ddim, dpm (DPM-Solver++(2M)), dpm3 (DPM-Solver++(3M)) or ddpm (default ddim)",
+        )
         p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1, the original code's)")
         p.add_argument(
             "--seconds", type=float, default=4.0, help="seconds per track; 0 for whole tracks (default 4)"
@@ -277,9 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
     def fad(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--embedder",
+            type=_embedder_name,
             default="musicnn-max_pool",
-            choices=("musicnn-max_pool", "musicnn-mean_pool", "musicnn-penultimate"),
-            help="FAD embedder (default musicnn-max_pool)",
+            metavar="{musicnn,musicnn-mean_pool,musicnn-penultimate,vggish}",
+            help="FAD embedder: musicnn (its max_pool layer, the default; or another layer), or vggish "
+            "with --vggish-weights",
+        )
+        p.add_argument(
+            "--vggish-weights",
+            metavar="FILE",
+            help="--embedder vggish: a local .safetensors file of torchvggish's state dict "
+            "(stemforge ships and downloads none)",
         )
         p.add_argument(
             "--fad",
@@ -306,8 +371,16 @@ def build_parser() -> argparse.ArgumentParser:
         ("arrangement", "FAD of the 14 sub-mixtures (each subset of stems generated given the others)"),
     ):
         p = sub.add_parser(name, help=text)
-        audio(p)
+        audio(p, steps_sweep=True)
         fad(p)
+        if name == "arrangement":
+            p.add_argument(
+                "--subsets",
+                type=_names,
+                default=(),
+                help="evaluate these subsets only, named as the table's rows: stems joined by +, "
+                "comma-separated, e.g. bass,soprano+alto (default: every non-empty proper subset)",
+            )
         p.set_defaults(func=_cmd_generation)
 
     for name, text in (

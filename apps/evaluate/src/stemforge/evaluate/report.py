@@ -130,33 +130,54 @@ def separation_png(path: Path, results: dict[str, Any], stems: Sequence[str]) ->
     tmp.replace(path)
 
 
+def _embedder_text(results: dict[str, Any]) -> str:
+    """The embedder's name, and for VGGish the weights file it was given."""
+    weights = results.get("embedder_weights")
+    if not weights:
+        return str(results["embedder"])
+    return f"{results['embedder']} (weights `{weights['file']}`, sha256 {weights['sha256'][:12]})"
+
+
 def fad_markdown(results: dict[str, Any], fad: Any = None) -> str:
     from stemforge.evaluate.fad import FadOptions, fad_cells, fad_columns, fad_note
 
     fad = fad or FadOptions()
     head, sep = fad_columns(fad)
     s = results["settings"]
+    sweep = isinstance(s["steps"], list)
     span = "whole tracks" if s["seconds"] is None else f"{s['seconds']:g} s each"
     what = (
         "generated mixtures (all stems from nothing, w = 0)"
         if results["protocol"] == "generation"
         else "sub-mixtures: the stems of each subset generated given the track's other stems, mixed with those originals"
     )
+    steps = (
+        f"{', '.join(str(k) for k in s['steps'])} steps (each a setting of its own, the same noise; "
+        "plot: fad_steps.png)"
+        if sweep
+        else f"{s['steps']} steps"
+    )
     lines = [
         f"# {results['protocol'].capitalize()}",
         "",
         f"Checkpoint `{s['checkpoint']}`, test set `{s['test_set']}`: {len(results['tracks'])} tracks "
-        f"({span} from {s['offset']:g} s). Sampler {s['sampler']}, {s['steps']} steps, eta {s['eta']:g}, seed {s['seed']}.",
+        f"({span} from {s['offset']:g} s). Sampler {s['sampler']}, {steps}, eta {s['eta']:g}, seed {s['seed']}.",
         "",
-        f"FAD (lower is better, embedder {results['embedder']}, float64 statistics) of the {what}, "
+        f"FAD (lower is better, embedder {_embedder_text(results)}, float64 statistics) of the {what}, "
         "against the test mixtures.",
         "",
-        "| generated | FAD | embeddings (test / generated) |" + head,
-        "|---|---|---|" + sep,
+        (
+            "| generated | steps | FAD | embeddings (test / generated) |"
+            if sweep
+            else "| generated | FAD | embeddings (test / generated) |"
+        )
+        + head,
+        ("|---|---|---|---|" if sweep else "|---|---|---|") + sep,
     ]
     for row, r in results["table"].items():
+        name = f"{r['generated']} | {r['steps']}" if sweep else row
         lines.append(
-            f"| {row} | {r['fad']:.3f} | {r['real_embeddings']} / {r['generated_embeddings']} |"
+            f"| {name} | {r['fad']:.3f} | {r['real_embeddings']} / {r['generated_embeddings']} |"
             + fad_cells(r, fad)
         )
     note = fad_note(fad)
@@ -183,6 +204,36 @@ def fad_png(path: Path, results: dict[str, Any]) -> None:
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
+
+
+def fad_steps_png(path: Path, results: dict[str, Any]) -> None:
+    """FAD against sampler steps (a ``--steps`` sweep), one line per generated row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[str, list[tuple[int, float]]] = {}
+    for r in results["table"].values():
+        lines.setdefault(r["generated"], []).append((r["steps"], r["fad"]))
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    for name, points in lines.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    ax.set_xscale("log")
+    steps = sorted({p[0] for points in lines.values() for p in points})
+    ax.set_xticks(steps, [str(k) for k in steps])
+    ax.minorticks_off()
+    ax.set_xlabel(f"sampler steps ({results['settings']['sampler']})")
+    ax.set_ylabel(f"FAD ({results['embedder']})")
+    ax.ticklabel_format(axis="y", useOffset=False)
+    if len(lines) > 1:
+        ax.legend(fontsize=6, ncol=2)
+    ax.set_title(
+        f"{results['protocol'].capitalize()}: FAD against sampler steps, {len(results['tracks'])} tracks",
+        fontsize=9,
+    )
+    _save(fig, path)
 
 
 def _fad_cell(row: dict[str, Any] | None) -> str:
@@ -223,7 +274,7 @@ def subtractive_markdown(results: dict[str, Any], fad: Any = None) -> str:
         f"{', '.join(s['test_stems'])}. Model: {model}. Sampler {s['sampler']}, {s['steps']} steps, "
         f"eta {s['eta']:g}, seed {s['seed']}.",
         "",
-        f"FAD (lower is better; embedder {results['embedder']}, float64 statistics, {any_row['real_embeddings']} "
+        f"FAD (lower is better; embedder {_embedder_text(results)}, float64 statistics, {any_row['real_embeddings']} "
         "windows per reference set) of the inserted stem against the test set's real stems of that name, "
         "and of the resulting mixture against the test mixtures. `codec oracle`: the true stem through "
         "the codec; `no stem`: the mixture without the stem.",

@@ -86,7 +86,8 @@ class SeparationSettings:
 
 def _mel_16k(sample_rate: int) -> Any:
     """MSG-LD's log-mel (stemforge-codec's ``msgld`` front end) of audio at ``sample_rate``."""
-    from stemforge.codec import MelConfig, MelFrontEnd, resample
+    from stemforge.codec import MelConfig, MelFrontEnd
+    from stemforge.data import resample
 
     front = MelFrontEnd(MelConfig.from_name("msgld"))
     rate = front.config.sample_rate

@@ -45,8 +45,10 @@ from stemforge.evaluate.fad import (
     FadOptions,
     GeneratedAudioSettings,
     embed,
+    embedder_record,
     fad_row,
     make_embedder,
+    window_seconds,
     windows_per_track,
 )
 from stemforge.evaluate.runner import EvaluationError, ItemStore, Shard, run_items, track_keys
@@ -78,6 +80,8 @@ class SubtractiveSettings(GeneratedAudioSettings):
     def check(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise EvaluationError(f"protocol {self.protocol!r}: insertion or accompaniment")
+        if isinstance(self.steps, tuple):
+            raise EvaluationError("--steps: one step count for insertion and accompaniment")
         self.check_sampling()
         if not self.insert_stems:
             raise EvaluationError("--stems: name at least one stem to insert")
@@ -158,8 +162,11 @@ def evaluate_item(
     track = tracks[index]
     originals = track.read(rate, settings.offset, settings.seconds)
     n = originals.shape[-1]
-    if n < 3 * rate:
-        raise EvaluationError(f"track {track.name}: {n / rate:.2f} s; FAD needs at least 3 s per track")
+    least = window_seconds(settings.embedder)
+    if n < least * rate:
+        raise EvaluationError(
+            f"track {track.name}: {n / rate:.2f} s; FAD needs at least {least:g} s per track"
+        )
     names = list(settings.test_stems)
     mix = originals.sum(0)
     embeddings = {"real:mix": embed(embedder, mix, rate)}
@@ -322,8 +329,10 @@ def run_subtractive(
     overwrite: bool = False,
     progress: Any = None,
     fad: FadOptions | None = None,
+    embedder: Any = None,
 ) -> dict[str, Any] | None:
-    """Insertion or accompaniment (``settings.protocol``); results on the main process."""
+    """Insertion or accompaniment (``settings.protocol``); results on the main process. ``embedder``:
+    the one ``make_embedder`` built for these settings."""
     from safetensors.torch import load_file, save_file
 
     settings.check()
@@ -334,10 +343,12 @@ def run_subtractive(
             "at least 2 tracks (--max-tracks 2 or more)"
         )
     fad = fad or FadOptions(seed=settings.seed)
-    fad.check(None if settings.seconds is None else windows_per_track(settings.seconds))
-    if settings.seconds is not None:
-        fad.check_pool(windows_per_track(settings.seconds) * len(tracks))
-    embedder = make_embedder(settings.embedder)
+    windows = None if settings.seconds is None else windows_per_track(settings.seconds, settings.embedder)
+    fad.check(windows, settings.embedder)
+    if windows is not None:
+        fad.check_pool(windows * len(tracks))
+    if embedder is None:
+        embedder = make_embedder(settings.embedder, settings.vggish_weights or None)
     store = ItemStore(out, settings.record(), overwrite=overwrite)
     keys = track_keys(settings.protocol, [t.name for t in tracks])
 
@@ -363,7 +374,7 @@ def run_subtractive(
         "mode": pipe.mode,
         "tracks": [item["track"] for item in items],
         "seconds": sum(item["seconds"] for item in items),
-        "embedder": embedder.name,
+        **embedder_record(settings, embedder),
         "fad_options": fad.record(),
         "timbre_distance": "Euclidean distance of mean MFCC c1-c19 (64 Slaney mels, ~64 ms frames, "
         "frames 60 dB below the loudest dropped; stemforge-metrics timbre_distance)",

@@ -10,7 +10,6 @@ refused before any model is loaded. :func:`load_input_audio` keeps the file's ra
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -51,34 +50,6 @@ class InputAudio:
         return replace(self, wave=wave, model_rate=model_rate)
 
 
-def _truncated_wav(path: Path) -> tuple[float, float] | None:
-    """(announced, present) seconds of a RIFF/WAVE file whose data chunk ends before its header says,
-    else None. Writers that stream (size 0 or 0xFFFFFFFF, the data's length left open) are not cut."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        head = handle.read(12)
-        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-            return None
-        order = "<" if head[:4] == b"RIFF" else ">"
-        block_align, rate, pos = 0, 0, 12
-        while pos + 8 <= size:
-            handle.seek(pos)
-            ident, length = struct.unpack(order + "4sI", handle.read(8))
-            if ident == b"fmt ":
-                fmt = handle.read(min(length, 16))
-                if len(fmt) >= 14:
-                    rate = struct.unpack(order + "I", fmt[4:8])[0]
-                    block_align = struct.unpack(order + "H", fmt[12:14])[0]
-            elif ident == b"data":
-                present = size - pos - 8
-                if length in (0, 0xFFFFFFFF) or present >= length or not (block_align and rate):
-                    return None
-                bytes_per_second = block_align * rate
-                return length / bytes_per_second, present / bytes_per_second
-            pos += 8 + length + (length & 1)
-    return None
-
-
 def load_input_audio(
     path: Path,
     *,
@@ -89,7 +60,7 @@ def load_input_audio(
     """Read and check ``path`` at its own rate: exists, is audio, holds between ``MIN_SECONDS`` and
     ``max_seconds``, is mono (or ``downmix``), is complete. Every problem is an :class:`InsertError`
     naming ``what``, the file and the fix."""
-    from stemforge.data import AudioError, audio_info, read_audio
+    from stemforge.data import AudioError, audio_info, read_audio, truncated_wav
 
     path = Path(path)
     if not path.exists():
@@ -124,7 +95,7 @@ def load_input_audio(
             f"{what} {path}: has {channels} channels but the models work on mono audio; "
             "pass --downmix to average the channels, or convert the file to mono first"
         )
-    cut = _truncated_wav(path)
+    cut = truncated_wav(path)
     if cut is not None:
         raise InsertError(
             f"{what} {path}: the file is truncated: its header announces {cut[0]:.2f} s of audio but only "

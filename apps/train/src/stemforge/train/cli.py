@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as err:
-        print(f"stemforge-train: error: {err}", file=sys.stderr)
+        # One line: messages that quote YAML or soundfont errors carry their newlines.
+        print(f"stemforge-train: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stemforge-train: interrupted", file=sys.stderr)

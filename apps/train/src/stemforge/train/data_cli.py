@@ -41,8 +41,9 @@ from stemforge.data import (
     render_midi_folder,
     renderer_problem,
     resolve_backend,
+    resolve_soundfont,
 )
-from stemforge.midi import JSB_PROGRAMS, JSB_SPLITS, JSB_STEMS, MidiError
+from stemforge.midi import JSB_PROGRAMS, JSB_SPLITS, JSB_STEMS, MidiError, load_midi
 from stemforge.train.cli import UserError
 
 #: Rows of the per-track table shown by ``data info`` without ``--all``.
@@ -112,14 +113,18 @@ def _console() -> Console:
 
 
 def _check_out(out: Path) -> None:
+    from stemforge.train.preflight import writable_ancestor
+
     if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder; give a folder for --out")
+        raise UserError(f"--out {out}: exists and is not a folder; give a folder for --out")
+    writable_ancestor(out, "--out", folder=True)
 
 
 def _parse_programs(text: str | None) -> dict[str, int]:
     programs = dict(JSB_PROGRAMS)
     if text is None:
         return programs
+    named: set[str] = set()
     for item in text.split(","):
         voice, _, value = item.partition("=")
         voice = voice.strip()
@@ -128,12 +133,17 @@ def _parse_programs(text: str | None) -> dict[str, int]:
                 f"--programs {text!r}: write VOICE=PROGRAM pairs with voices {', '.join(JSB_STEMS)} "
                 "and General MIDI programs 0-127, e.g. soprano=73,bass=70"
             )
+        if voice in named:
+            raise UserError(f"--programs {text!r}: {voice} is named twice; give each voice once")
+        named.add(voice)
         programs[voice] = int(value)
     return programs
 
 
-def run_render(args: argparse.Namespace) -> int:
-    console = _console()
+def _check_render(args: argparse.Namespace) -> tuple[RenderConfig, dict[str, int] | None, list[Path]]:
+    """Every option, the SoundFont, the source's MIDI files and the output place, before rendering:
+    the render settings, the JSB programs (None for a MIDI folder) and the MIDI files to render
+    (empty for JSB)."""
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: give a positive number of pieces")
     if args.jobs < 1:
@@ -142,6 +152,10 @@ def run_render(args: argparse.Namespace) -> int:
     if problem is not None:  # before any work
         raise UserError(f"--renderer {args.renderer}: {problem}")
     try:
+        resolve_soundfont(args.soundfont)
+    except RenderError as err:
+        raise UserError(f"--soundfont {err}") from err
+    try:
         config = RenderConfig(
             sample_rate=args.sample_rate,
             soundfont=args.soundfont,
@@ -149,7 +163,43 @@ def run_render(args: argparse.Namespace) -> int:
             backend=args.renderer,
         )
     except ValueError as err:
-        raise UserError(str(err)) from err
+        raise UserError(f"--sample-rate {args.sample_rate}: {err}") from err
+    programs, files = None, []
+    if args.source == "jsb":
+        if args.split not in JSB_SPLITS:
+            raise UserError(f"--split {args.split!r}: the JSB chorales have splits {', '.join(JSB_SPLITS)}")
+        programs = _parse_programs(args.programs)
+    else:
+        if args.programs is not None:
+            raise UserError("--programs applies to --source jsb; a MIDI folder keeps its tracks' programs")
+        source = Path(args.source)
+        if not source.exists():
+            raise UserError(
+                f"--source {args.source!r}: no such folder; give 'jsb' or an existing folder of MIDI files"
+            )
+        if not source.is_dir():
+            raise UserError(
+                f"--source {args.source!r}: is a file; give 'jsb' or the folder that holds the MIDI files"
+            )
+        if args.split not in SLAKH_SPLITS:
+            raise UserError(f"--split {args.split!r}: for a MIDI folder use one of {', '.join(SLAKH_SPLITS)}")
+        files = find_midi_files(source)[: args.limit]
+        if not files:
+            raise UserError(
+                f"--source {source}: no .mid or .midi files found; give a folder that holds MIDI files"
+            )
+        for path in files:  # every file before any is rendered (render_midi_folder checks them again)
+            try:
+                load_midi(path)
+            except MidiError as err:
+                raise UserError(f"--source {source}: {err} (or remove the file from the folder)") from err
+    _check_out(args.out)
+    return config, programs, files
+
+
+def run_render(args: argparse.Namespace) -> int:
+    console = _console()
+    config, programs, files = _check_render(args)
     backend = resolve_backend(args.renderer)
     started = time.perf_counter()
     progress = Progress(
@@ -163,17 +213,11 @@ def run_render(args: argparse.Namespace) -> int:
     )
     try:
         if args.source == "jsb":
-            if args.split not in JSB_SPLITS:
-                raise UserError(
-                    f"--split {args.split!r}: the JSB chorales have splits {', '.join(JSB_SPLITS)}"
-                )
             from stemforge.midi import load_jsb
 
-            programs = _parse_programs(args.programs)
             total = len(load_jsb(args.split))
             count = total if args.limit is None else min(args.limit, total)
             split_folder = JSB_TO_SLAKH[args.split]
-            _check_out(args.out)
             with progress:
                 task = progress.add_task(f"JSB {args.split}", total=count)
                 render_jsb(
@@ -181,30 +225,16 @@ def run_render(args: argparse.Namespace) -> int:
                     args.split,
                     limit=args.limit,
                     config=config,
-                    programs=programs,
+                    programs=programs or JSB_PROGRAMS,
                     seed=args.seed,
                     existing="overwrite" if args.overwrite else "skip",
                     jobs=args.jobs,
                     progress=lambda done, _total, _name: progress.update(task, completed=done),
                 )
         else:
-            if args.programs is not None:
-                raise UserError(
-                    "--programs applies to --source jsb; a MIDI folder keeps its tracks' programs"
-                )
             source = Path(args.source)
-            if not source.is_dir():
-                raise UserError(f"--source {args.source!r}: give 'jsb' or an existing folder of MIDI files")
-            if args.split not in SLAKH_SPLITS:
-                raise UserError(
-                    f"--split {args.split!r}: for a MIDI folder use one of {', '.join(SLAKH_SPLITS)}"
-                )
-            files = find_midi_files(source)
-            if not files:
-                raise UserError(f"{source}: no .mid or .midi files found")
-            count = len(files) if args.limit is None else min(args.limit, len(files))
+            count = len(files)
             split_folder = args.split
-            _check_out(args.out)
             with progress:
                 task = progress.add_task(str(source), total=count)
                 render_midi_folder(
@@ -218,7 +248,11 @@ def run_render(args: argparse.Namespace) -> int:
                     jobs=args.jobs,
                     progress=lambda done, _total, _name: progress.update(task, completed=done),
                 )
-    except (MidiError, RenderError, AudioError, SlakhFormatError) as err:
+    except SlakhFormatError as err:
+        # A track already there with other settings: found before any track is rendered.
+        fix = "" if args.overwrite else " (--overwrite replaces the tracks already in --out)"
+        raise UserError(f"{err}{fix}") from err
+    except (MidiError, RenderError, AudioError) as err:
         raise UserError(str(err)) from err
     elapsed = time.perf_counter() - started
     console.print(
@@ -238,15 +272,22 @@ def _track_rows(root: Path) -> dict[str, list[dict[str, Any]]]:
             try:
                 info = read_metadata(track_dir)
             except SlakhFormatError as err:
-                raise UserError(str(err)) from err
+                raise UserError(
+                    f"{err}; restore the track, or render it again with `stemforge-train data render --overwrite`"
+                ) from err
             mix = track_dir / "mix.flac"
+            rendered = [s.path for s in info.stems if s.audio_rendered and s.path.is_file()]
+            audio = mix if mix.is_file() else (rendered[0] if rendered else None)
             frames = rate = 0
-            if mix.is_file():
-                frames, rate, _ = audio_info(mix)
-            else:
-                rendered = [s.path for s in info.stems if s.audio_rendered and s.path.is_file()]
-                if rendered:
-                    frames, rate, _ = audio_info(rendered[0])
+            if audio is not None:
+                try:
+                    frames, rate, _ = audio_info(audio)
+                except AudioError as err:
+                    raise UserError(
+                        f"{audio}: cannot read it as audio (not a WAV, FLAC or OGG file, or its header is "
+                        "damaged); restore the track, or render it again with `stemforge-train data render "
+                        "--overwrite`"
+                    ) from err
             stems = [
                 (s.stem_name or s.inst_class.lower()) + ("" if s.audio_rendered else " (not rendered)")
                 for s in info.stems
@@ -309,7 +350,9 @@ def _print_summary(console: Console, root: Path, *, show_all: bool) -> None:
 
 def run_info(args: argparse.Namespace) -> int:
     root: Path = args.root
-    if not root.is_dir():
+    if not root.exists():
         raise UserError(f"{root}: no such folder; give the root of a Slakh-format dataset")
+    if not root.is_dir():
+        raise UserError(f"{root}: is a file; give the root folder of a Slakh-format dataset")
     _print_summary(_console(), root, show_all=args.all)
     return 0

@@ -1,4 +1,6 @@
-"""``stemforge-train fit | export | cache``: train any model kind, export a checkpoint, cache latents."""
+"""``stemforge-train fit | export | cache | codec-bundle | midi-nll``: train any model kind, export a
+checkpoint, cache latents, assemble a mel codec, score a MIDI model. Each command runs its checks of
+``stemforge.train.preflight`` first, then imports and starts its work."""
 
 from __future__ import annotations
 
@@ -11,14 +13,15 @@ from stemforge.train.cli import UserError
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from stemforge.train.preflight import check_fit, read_config
+
+    config = read_config(args.config, args.overrides)
+    check_fit(config, str(args.config))  # before DeepSpeed starts (on every rank)
+
     from stemforge.train.checkpoint import CheckpointError
-    from stemforge.train.config import ConfigError, load_config
+    from stemforge.train.config import ConfigError
     from stemforge.train.engine import NonFiniteLossError, fit
 
-    try:
-        config = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        raise UserError(str(err)) from err
     try:
         result = fit(config)
     except (ConfigError, CheckpointError, ValueError) as err:
@@ -32,16 +35,44 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from stemforge.pipelines import PipelineError
-    from stemforge.train.checkpoint import CheckpointError, export_checkpoint, export_pipeline
+    from stemforge.train.preflight import check_codec_folder, check_new_folder, check_run_source
 
     if args.codec and args.format != "pipeline":
         raise UserError(
             "--codec is for --format pipeline (an LDM's pipeline folder holds its codec); remove it"
         )
+    meta = check_run_source(args.checkpoint)
+    task = (meta.get("export") or {}).get("task")
+    codec = Path(args.codec) if args.codec else None
+    if args.format == "pipeline":
+        if task not in ("ldm", "midi"):
+            raise UserError(
+                f"CHECKPOINT {args.checkpoint}: a {task!r} run is a pipeline component, not a pipeline; export it "
+                "without --format pipeline (a codec goes into a pipeline as its codec/ folder)"
+            )
+        if task == "midi" and codec is not None:
+            raise UserError(
+                f"--codec {codec}: CHECKPOINT {args.checkpoint} is a 'midi' run, whose pipeline holds no codec; "
+                "leave out --codec"
+            )
+        if task == "ldm":
+            recorded = (meta.get("export") or {}).get("codec")
+            if codec is None and not (recorded and Path(recorded).is_dir()):
+                raise UserError(
+                    f"CHECKPOINT {args.checkpoint}: the LDM's codec folder {recorded or '(none recorded)'} is not "
+                    "there; pass --codec DIR (the codec it was trained with, `Codec.save` format)"
+                )
+            if codec is not None:
+                check_codec_folder(codec, "--codec")
+            else:
+                check_codec_folder(str(recorded), "its data.codec", f"CHECKPOINT {args.checkpoint}: ")
+    check_new_folder(Path(args.out), "OUT", empty_ok=args.format != "pipeline")
+
+    from stemforge.pipelines import PipelineError
+    from stemforge.train.checkpoint import CheckpointError, export_checkpoint, export_pipeline
+
     try:
         if args.format == "pipeline":
-            codec = Path(args.codec) if args.codec else None
             out = export_pipeline(
                 Path(args.checkpoint), Path(args.out), weights=args.weights, dtype=args.dtype, codec=codec
             )
@@ -57,6 +88,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
+    from stemforge.train.preflight import check_cache, read_config
+
+    config = read_config(args.config, args.overrides)
+    check_cache(config, str(args.config), Path(args.codec), Path(args.out))  # before loading the codec
+
     from stemforge.train.cache import build_latent_cache
     from stemforge.train.config import ConfigError
 
@@ -71,6 +107,22 @@ def _cache(args: argparse.Namespace) -> int:
 
 
 def _midi_nll(args: argparse.Namespace) -> int:
+    from stemforge.train.preflight import check_at_least, check_midi_model, check_out_file
+
+    check_at_least("--length", args.length, 1, " (16th-note steps per window)")
+    check_at_least("--batch-size", args.batch_size, 1, " (windows per model call)")
+    check_at_least("--max-windows", args.max_windows, 1, " (or leave it out: every window)")
+    check_at_least("--threads", args.threads, 0, " (0: torch's default)")
+    multiple = check_midi_model(args.model)
+    if args.length % multiple:
+        raise UserError(
+            f"--length {args.length}: the model's U-Net needs a multiple of {multiple} steps; give e.g. "
+            f"{max(multiple, args.length - args.length % multiple)}"
+        )
+    _check_windows(args.splits, args.length)
+    if args.out:
+        check_out_file(Path(args.out), "--out")
+
     import json
 
     import torch
@@ -109,26 +161,49 @@ def _midi_nll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_windows(splits: list[str], length: int) -> None:
+    """Every split has a chorale of at least ``length`` steps (else there is no window to score)."""
+    from stemforge.midi import load_jsb
+
+    for split in splits:
+        longest = max(chorale.shape[-1] for chorale in load_jsb(split))  # type: ignore[arg-type]
+        if longest < length:
+            raise UserError(
+                f"--length {length}: no chorale of the JSB {split} split is that long (the longest has {longest} "
+                f"steps); give at most {longest}"
+            )
+
+
 def _codec_bundle(args: argparse.Namespace) -> int:
+    from stemforge.train.preflight import (
+        check_at_least,
+        check_export,
+        check_new_folder,
+        check_scale_config,
+        read_config,
+    )
+
+    check_at_least("--scale-items", args.scale_items, 1, " (training segments for the scale factor)")
+    if args.overrides and not args.scale_config:
+        raise UserError("--set applies to --scale-config; add --scale-config CONFIG or remove --set")
+    config = None
+    if args.scale_config:
+        config = read_config(args.scale_config, args.overrides, "--scale-config")
+        check_scale_config(config, str(args.scale_config))
+    check_export(args.vae, "--vae", "mel_vae", "codec-bundle --vae")
+    if args.vocoder:
+        check_export(args.vocoder, "--vocoder", "vocoder", "codec-bundle --vocoder")
+    check_new_folder(Path(args.out), "--out", overwrite=args.overwrite)
+
     import torch
 
     from stemforge.train.checkpoint import CheckpointError
     from stemforge.train.codec_bundle import bundle_mel_codec
-    from stemforge.train.config import ConfigError, load_config
     from stemforge.train.datasets import audio_segments
-    from stemforge.train.options import AudioData
 
     batches = None
-    if args.scale_config:
-        try:
-            config = load_config(args.scale_config, args.overrides)
-        except ConfigError as err:
-            raise UserError(str(err)) from err
+    if config is not None:
         data = config.options(str(args.scale_config)).data
-        if not isinstance(data, AudioData):
-            raise UserError(
-                f"{args.scale_config}: task {config.task!r} reads no audio; give a codec or LDM config"
-            )
         stems = data.stems
         samples = round(data.segment_seconds * 16000)
         dataset = audio_segments(data, "train", stems, 16000, samples)
@@ -206,6 +281,9 @@ def register(subparsers: Any) -> None:
     )
     bundle_p.add_argument("--scale-items", type=int, default=64)
     bundle_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    bundle_p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out folder (default: refuse it)"
+    )
     bundle_p.set_defaults(func=_codec_bundle)
 
     nll_p = subparsers.add_parser(
@@ -219,5 +297,5 @@ def register(subparsers: Any) -> None:
     nll_p.add_argument("--seed", type=int, default=0)
     nll_p.add_argument("--max-windows", type=int, default=None, help="score only the first N windows")
     nll_p.add_argument("--threads", type=int, default=0)
-    nll_p.add_argument("--out", help="write the results as JSON to this file")
+    nll_p.add_argument("--out", help="write the results as JSON to this file (replaced if it exists)")
     nll_p.set_defaults(func=_midi_nll)

@@ -2,7 +2,7 @@
 triplets, embedded corpora, torch Datasets of training segments and latent caches."""
 
 from stemforge.data.__about__ import __version__
-from stemforge.data.audio import AudioError, audio_info, read_audio, write_audio
+from stemforge.data.audio import AudioError, audio_info, read_audio, truncated_wav, write_audio
 from stemforge.data.corpus import JSB_TO_SLAKH, find_midi_files, render_jsb, render_midi_folder
 from stemforge.data.descriptors import StemDescriptors, describe_stem
 from stemforge.data.instructions import InstructionFn, InstructionWriter
@@ -90,6 +90,7 @@ __all__ = [
     "resolve_soundfont",
     "scan_tracks",
     "subtractive_triplet",
+    "truncated_wav",
     "write_audio",
     "write_latent_cache",
     "write_latent_split",

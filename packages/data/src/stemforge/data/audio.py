@@ -10,6 +10,7 @@ half-written file.
 from __future__ import annotations
 
 import os
+import struct
 import uuid
 from pathlib import Path
 
@@ -116,3 +117,34 @@ def write_audio(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def truncated_wav(path: str | Path) -> tuple[float, float] | None:
+    """(announced, present) seconds of a RIFF/WAVE file whose data chunk ends before its header says,
+    else None (also for other formats). Writers that stream (data size 0 or 0xFFFFFFFF, the length
+    left open) are not taken as cut. soundfile reads such a file without complaint, up to where it
+    ends; this finds the cut from the header alone, without decoding."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        order = "<" if head[:4] == b"RIFF" else ">"
+        block_align, rate, pos = 0, 0, 12
+        while pos + 8 <= size:
+            handle.seek(pos)
+            ident, length = struct.unpack(order + "4sI", handle.read(8))
+            if ident == b"fmt ":
+                fmt = handle.read(min(length, 16))
+                if len(fmt) >= 14:
+                    rate = struct.unpack(order + "I", fmt[4:8])[0]
+                    block_align = struct.unpack(order + "H", fmt[12:14])[0]
+            elif ident == b"data":
+                present = size - pos - 8
+                if length in (0, 0xFFFFFFFF) or present >= length or not (block_align and rate):
+                    return None
+                bytes_per_second = block_align * rate
+                return length / bytes_per_second, present / bytes_per_second
+            pos += 8 + length + (length & 1)
+    return None

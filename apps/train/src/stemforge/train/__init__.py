@@ -1,6 +1,7 @@
 """stemforge-train: data preparation and training of codecs, multi-track LDMs and MIDI insertion models on lightning-fabric + DeepSpeed."""
 
 from stemforge.data import LatentCacheDataset  # in stemforge-data since 0.2.0; re-exported
+from stemforge.pipelines import StyleConditionedUNet
 from stemforge.train.__about__ import __version__
 from stemforge.train.cache import build_latent_cache
 from stemforge.train.checkpoint import (
@@ -27,7 +28,6 @@ from stemforge.train.ldm_eval import conditioning_val_losses
 from stemforge.train.lr import scheduled_lr, warmup_lr
 from stemforge.train.sampler import DataPosition, ShardedBatchSampler
 from stemforge.train.strategy import deepspeed_config, make_fabric
-from stemforge.train.tasks.style_unet import StyleConditionedUNet
 
 __all__ = [
     "EMA",

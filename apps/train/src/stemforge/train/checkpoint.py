@@ -362,8 +362,8 @@ def _model_classes() -> dict[str, Any]:
     """The classes an export's ``model_class`` may name (a registry: a class path read from a file is
     never imported)."""
     from stemforge.codec import AutoencoderKL, HiFiGAN, WaveformAutoencoder
+    from stemforge.pipelines import StyleConditionedUNet
     from stemforge.pipelines.voice_model import VoiceInsertionModel
-    from stemforge.train.tasks.style_unet import StyleConditionedUNet
     from stemforge.unet3d import UNet3D
 
     return {
@@ -371,6 +371,8 @@ def _model_classes() -> dict[str, Any]:
         "stemforge.codec.AutoencoderKL": AutoencoderKL,
         "stemforge.codec.HiFiGAN": HiFiGAN,
         "stemforge.unet3d.UNet3D": UNet3D,
+        "stemforge.pipelines.StyleConditionedUNet": StyleConditionedUNet,
+        # the name exports written before the class moved to stemforge-pipelines record
         "stemforge.train.tasks.style_unet.StyleConditionedUNet": StyleConditionedUNet,
         "stemforge.train.tasks.midi.VoiceInsertionModel": VoiceInsertionModel,
         "stemforge.pipelines.voice_model.VoiceInsertionModel": VoiceInsertionModel,

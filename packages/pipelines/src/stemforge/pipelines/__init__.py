@@ -12,6 +12,7 @@ from stemforge.pipelines.msgld import load_msgld_checkpoint
 from stemforge.pipelines.multitrack import MAX_GENERATE_SECONDS, MultiTrackPipeline
 from stemforge.pipelines.progress import Reporter, SilentReporter
 from stemforge.pipelines.sampling import SamplingOptions
+from stemforge.pipelines.style_unet import StyleConditionedUNet
 from stemforge.pipelines.voice import VoiceInsertion, VoiceInsertionPipeline
 from stemforge.pipelines.voice_model import VoiceInsertionModel, VoiceModelConfig
 
@@ -28,6 +29,7 @@ __all__ = [
     "Reporter",
     "SamplingOptions",
     "SilentReporter",
+    "StyleConditionedUNet",
     "VoiceInsertion",
     "VoiceInsertionModel",
     "VoiceInsertionPipeline",

@@ -11,7 +11,7 @@
   the U-Net also gets a learned style vector: a ``StyleEncoder`` (stemforge-conditioning) of the
   latent of a reference, the target stem's own audio in another segment of the same track (so the
   model learns the timbre rather than the notes), trained jointly, dropped with
-  ``style_drop_prob`` for classifier-free guidance (``tasks/style_unet.py``).
+  ``style_drop_prob`` for classifier-free guidance (stemforge-pipelines' ``StyleConditionedUNet``).
 - ``subtractive`` (Subtractive Training, Villa-Renteria et al. 2024): (mix minus stem, stem, text
   instruction) triplets; the model generates the missing stem's latent (one channel) given the
   latent of the partial mix, the instruction (MiniLM token states by cross-attention and the pooled
@@ -217,7 +217,7 @@ class LDMTask:
         from stemforge.unet3d import UNet3D
 
         if self.style_config is not None:
-            from stemforge.train.tasks.style_unet import StyleConditionedUNet
+            from stemforge.pipelines import StyleConditionedUNet
 
             return StyleConditionedUNet(self.unet_config, self.style_config)
         return UNet3D(self.unet_config)
@@ -369,7 +369,7 @@ class LDMTask:
                 "max_length": (self.text_options or TextEncoderOptions()).max_length,
             }
         if self.style_config is not None:
-            meta["model_class"] = "stemforge.train.tasks.style_unet.StyleConditionedUNet"
+            meta["model_class"] = "stemforge.pipelines.StyleConditionedUNet"
             meta["model_config"] = {
                 "unet": self.unet_config.to_dict(),
                 "style_encoder": self.style_config.to_dict(),

@@ -1,7 +1,8 @@
 """The accompaniment denoiser with a learned style input: a 3D U-Net and the reference encoder that
 feeds its ``style`` embedding, trained together (Pasini, Grachten & Lattner 2024, "Bass
 Accompaniment Generation via Latent Diffusion": a reference stem controls the timbre of the
-generated one).
+generated one). stemforge-train builds and trains it; a pipeline folder stores its two parts as
+``unet/`` and ``style/``.
 
 ``model(x_t, t, cond)`` follows the samplers' contract. ``cond`` may hold ``style_latent``
 (B, C, T_ref, F), the codec latent of a reference stem; it is replaced by

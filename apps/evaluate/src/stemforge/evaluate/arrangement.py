@@ -8,6 +8,17 @@
   those original stems, and FAD compares these sub-mixtures with the test mixtures: one row per
   subset (MSG-LD's Table I).
 
+Beside the model, trivial baselines that sample nothing, so a reader can tell whether the model
+beats doing nothing (from the same excerpts, embedded alike; stored per track under
+``items/<protocol>/baselines/``, once for every step count and seed):
+
+- arrangement, per subset: ``given only`` (the given originals, the subset's stems left silent) and
+  ``codec oracle`` (the given originals with the subset's true stems through the model's codec and
+  back: the ceiling of any model with this codec);
+- generation: ``codec oracle`` (every true stem through the codec, summed) and ``shuffled stems``
+  (stem s of track i taken from track i + s, cyclically, in the model's stem order: real stems that
+  do not belong together; it needs at least 2 tracks).
+
 A tuple of step counts (``--steps 5,10,20``) makes each step count a setting of its own, with its
 own items (``items/<protocol>/steps<k>/``) and audio, and one table row per step count and row
 (``fad_steps.png``: FAD against sampler steps). Track i starts from the noise of seed + i at every
@@ -23,8 +34,8 @@ number of embeddings on each side.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +49,25 @@ from stemforge.evaluate.fad import (
     embedder_record,
     fad_row,
     make_embedder,
-    window_seconds,
+    read_excerpt,
     windows_per_track,
 )
 from stemforge.evaluate.runner import EvaluationError, ItemStore, Shard, run_items, track_keys
+from stemforge.evaluate.separation import ORACLE_ROW, codec_round_trip
 from stemforge.evaluate.testset import Track
+
+GIVEN_ROW = "given only"
+SHUFFLED_ROW = "shuffled stems"
+#: The baseline rows of each protocol, in the table's order.
+BASELINES = {"arrangement": (GIVEN_ROW, ORACLE_ROW), "generation": (ORACLE_ROW, SHUFFLED_ROW)}
+#: The baseline each model row must beat: doing nothing (arrangement), real stems that do not
+#: belong together (generation).
+REFERENCE_BASELINE = {"arrangement": GIVEN_ROW, "generation": SHUFFLED_ROW}
+#: Settings the baselines do not depend on (they sample nothing), so one set serves every step count.
+SAMPLER_FIELDS = ("steps", "sampler", "eta", "seed")
+#: FAD-infinity draws of the baseline rows: 900 + ..., apart from the model rows' (seed x 1000 + 0,
+#: 1, ...), and the same at any --steps, --subsets and --seed.
+BASELINE_DRAWS = 900
 
 
 @dataclass(frozen=True)
@@ -64,6 +89,20 @@ class GenerationSettings(GeneratedAudioSettings):
                 raise EvaluationError(
                     f"--subsets {','.join(self.subsets)}: give them as the table names them: {','.join(chosen)}"
                 )
+
+
+#: What each baseline row is (results.json's ``baseline_rows``, results.md's note).
+BASELINE_TEXT = {
+    "arrangement": {
+        GIVEN_ROW: "the given originals with the subset's stems left silent",
+        ORACLE_ROW: "the given originals with the subset's true stems through the model's codec and back",
+    },
+    "generation": {
+        ORACLE_ROW: "every true stem through the model's codec and back, summed",
+        SHUFFLED_ROW: "stem s of track i taken from track i + s (cyclically, in the model's stem order), "
+        "summed: real stems that do not belong together",
+    },
+}
 
 
 def subset_name(stems: Sequence[str]) -> str:
@@ -109,13 +148,8 @@ def evaluate_item(
     from stemforge.metrics import arrangement_subsets
 
     rate = pipe.sample_rate
-    originals = track.read(rate, settings.offset, settings.seconds)
+    originals = read_excerpt(track, rate, settings)
     n = originals.shape[-1]
-    least = window_seconds(settings.embedder)
-    if n < least * rate:
-        raise EvaluationError(
-            f"track {track.name}: {n / rate:.2f} s; FAD needs at least {least:g} s per track"
-        )
     common = {
         "steps": settings.steps,
         "sampler": settings.sampler,
@@ -133,16 +167,124 @@ def evaluate_item(
             subset = subsets[k]
             given = {s: originals[i] for i, s in enumerate(pipe.stems) if s not in subset}
             generated = pipe.arrange(given, rate, seed=(settings.seed + index) * 100 + k, **common)
-            parts = [(generated[s] if s in subset else originals[i]) for i, s in enumerate(pipe.stems)]
-            mix = parts[0]
-            for part in parts[1:]:
-                mix = mix + part
-            mixes[subset_name(subset)] = mix
+            mixes[subset_name(subset)] = sub_mixture(originals, pipe.stems, subset, generated)
     for name, mix in mixes.items():
         embeddings[name] = embed(embedder, mix, rate)
         if settings.save_audio:
             write_audio(audio_folder / f"{name}.wav", mix.clamp(-1, 1), rate)
     return {"track": track.name, "index": index, "seconds": n / rate, "rows": list(mixes)}, embeddings
+
+
+def sub_mixture(
+    originals: Tensor, stems: Sequence[str], subset: Sequence[str], replacement: Mapping[str, Tensor]
+) -> Tensor:
+    """The mixture of the given originals (S, N) with the stems of ``subset`` taken from
+    ``replacement`` (stem -> (N,) wave), summed in stem order."""
+    mix = None
+    for i, stem in enumerate(stems):
+        part = replacement[stem] if stem in subset else originals[i]
+        mix = part if mix is None else mix + part
+    assert mix is not None
+    return mix
+
+
+def shuffle_sources(names: Sequence[str], num_stems: int) -> list[list[str] | None]:
+    """Per track i, the tracks its shuffled stems come from: stem s from track i + s, cyclically
+    (None for every track of a set of one track, which has no other track to take them from)."""
+    if len(names) < 2:
+        return [None] * len(names)
+    return [[names[(i + s) % len(names)] for s in range(num_stems)] for i in range(len(names))]
+
+
+def evaluate_baselines(
+    pipe: Any,
+    tracks: Sequence[Track],
+    index: int,
+    settings: GenerationSettings,
+    audio_folder: Path,
+    embedder: Any,
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """One track's baseline mixtures (none of them samples, so they serve every step count): the
+    embeddings of the real mix and of each ``<row>:<baseline>`` (row: the subset, or ``generation``)."""
+    from stemforge.data import write_audio
+    from stemforge.metrics import arrangement_subsets
+
+    rate = pipe.sample_rate
+    track = tracks[index]
+    originals = read_excerpt(track, rate, settings)
+    n = originals.shape[-1]
+    oracle = codec_round_trip(pipe, originals)
+    record: dict[str, Any] = {"track": track.name, "index": index, "seconds": n / rate}
+    mixes: dict[str, Tensor] = {}
+    if settings.protocol == "generation":
+        mixes[f"generation:{ORACLE_ROW}"] = oracle.sum(0)
+        sources = shuffle_sources([t.name for t in tracks], len(pipe.stems))[index]
+        record["shuffled_from"] = sources
+        if sources is not None:
+            by_name = {t.name: t for t in tracks}
+            read = {
+                name: by_name[name].read(rate, settings.offset, settings.seconds) for name in set(sources)
+            }
+            shuffled = torch.zeros_like(originals)
+            for s, name in enumerate(sources):
+                wave = read[name][s, :n]  # a shorter track is padded with silence
+                shuffled[s, : wave.shape[-1]] = wave
+            mixes[f"generation:{SHUFFLED_ROW}"] = shuffled.sum(0)
+    else:
+        subsets = arrangement_subsets(pipe.stems)
+        silent = {stem: torch.zeros(n) for stem in pipe.stems}
+        through_codec = dict(zip(pipe.stems, oracle))
+        for k, name in arrangement_rows(pipe.stems, settings.subsets):
+            mixes[f"{name}:{GIVEN_ROW}"] = sub_mixture(originals, pipe.stems, subsets[k], silent)
+            mixes[f"{name}:{ORACLE_ROW}"] = sub_mixture(originals, pipe.stems, subsets[k], through_codec)
+    embeddings = {"real": embed(embedder, originals.sum(0), rate)}
+    for key, mix in mixes.items():
+        embeddings[key] = embed(embedder, mix, rate)
+        if settings.save_audio:
+            file = key.replace(":", "_").replace(" ", "_")
+            write_audio(audio_folder / f"{file}.wav", mix.clamp(-1, 1), rate)
+    return {**record, "rows": list(mixes)}, embeddings
+
+
+class BaselineStore(ItemStore):
+    """The baseline items: settings without the sampler's, and an item whose shuffled stems came
+    from other tracks (the test set grew or shrank: the cyclic rotation changed) is evaluated again."""
+
+    def __init__(
+        self,
+        out: Path,
+        settings: GenerationSettings,
+        sources: Mapping[str, list[str] | None],
+        overwrite: bool = False,
+    ) -> None:
+        record = {k: v for k, v in settings.record().items() if k not in SAMPLER_FIELDS}
+        super().__init__(out, record, overwrite=overwrite)
+        self.sources = sources
+
+    def done(self, key: str) -> bool:
+        return super().done(key) and self.load(key).get("shuffled_from") == self.sources.get(key)
+
+
+def baseline_table(
+    embeddings: Sequence[dict[str, Tensor]],
+    protocol: str,
+    rows: Sequence[tuple[int, str]],
+    options: FadOptions | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per generated row (k, name): its baselines' FAD rows against the ``real`` mixtures of all
+    items; a baseline that some item lacks (shuffled stems of one track) is left out."""
+    options = replace(options or FadOptions(), seed=0)  # no --seed: the same draws in every run
+    real = [e["real"] for e in embeddings]
+    names = BASELINES[protocol]
+    table: dict[str, dict[str, Any]] = {}
+    for k, row in rows:
+        for j, baseline in enumerate(names):
+            key = f"{row}:{baseline}"
+            if all(key in e for e in embeddings):
+                evaluated = [e[key] for e in embeddings]
+                draws = BASELINE_DRAWS + len(names) * k + j
+                table.setdefault(row, {})[baseline] = fad_row(real, evaluated, options, draws)
+    return table
 
 
 def fad_table(
@@ -180,8 +322,6 @@ def run_generation(
 ) -> dict[str, Any] | None:
     """Generation or arrangement FAD (``settings.protocol``), at each step count of ``settings.steps``;
     results on the main process. ``embedder``: the one ``make_embedder`` built for these settings."""
-    from safetensors.torch import load_file, save_file
-
     settings.check()
     fad = fad or FadOptions(seed=settings.seed)
     windows = None if settings.seconds is None else windows_per_track(settings.seconds, settings.embedder)
@@ -203,14 +343,24 @@ def run_generation(
         def evaluate(i: int) -> dict[str, Any]:
             audio = out / "audio" / folder(steps) / tracks[i].name
             record, embeddings = evaluate_item(pipe, tracks[i], i, at_steps, audio, embedder)
-            path = store.path(keys[i]).with_suffix(".safetensors")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            save_file({k: v.contiguous() for k, v in embeddings.items()}, tmp)
-            tmp.replace(path)  # the embeddings land before the item's JSON marks it done
+            store.save_embeddings(keys[i], embeddings)  # before the item's JSON marks it done
             return record
 
         return evaluate
+
+    # The baselines first, once per track whatever the step counts: they sample nothing.
+    baseline_keys = track_keys(f"{settings.protocol}/baselines", names)
+    shuffled = settings.protocol == "generation"
+    sources = dict(zip(baseline_keys, shuffle_sources(names, len(pipe.stems)))) if shuffled else {}
+    baselines = BaselineStore(out, settings, sources, overwrite=overwrite)
+
+    def evaluate_baseline(i: int) -> dict[str, Any]:
+        audio = out / "audio" / settings.protocol / "baselines" / tracks[i].name
+        record, embeddings = evaluate_baselines(pipe, tracks, i, settings, audio, embedder)
+        baselines.save_embeddings(baseline_keys[i], embeddings)
+        return record
+
+    run_items(shard, baselines, baseline_keys, evaluate_baseline, progress)
 
     # Each step count is a setting of its own: its items carry its settings, so a resumed sweep
     # reuses every step count already done (and a longer sweep, those it shares).
@@ -223,14 +373,15 @@ def run_generation(
     shard.wait()
     if not shard.is_main:
         return None
-    rows = (
-        ["generation"]
+    placed = (
+        [(0, "generation")]
         if settings.protocol == "generation"
-        else [name for _, name in arrangement_rows(pipe.stems, settings.subsets)]
+        else arrangement_rows(pipe.stems, settings.subsets)
     )
+    rows = [name for _, name in placed]
     table: dict[str, Any] = {}
     for j, (k, store) in enumerate(stores.items()):
-        embeddings = [load_file(store.path(key).with_suffix(".safetensors")) for key in keys[k]]
+        embeddings = [store.load_embeddings(key) for key in keys[k]]
         at_steps = fad_table(embeddings, rows, fad, j * len(rows))
         if sweep:
             at_steps = {steps_row(row, k): {"generated": row, "steps": k, **v} for row, v in at_steps.items()}
@@ -245,6 +396,10 @@ def run_generation(
         **embedder_record(settings, embedder),
         "fad_options": fad.record(),
         "table": table,
+        "baselines": baseline_table(
+            [baselines.load_embeddings(key) for key in baseline_keys], settings.protocol, placed, fad
+        ),
+        "baseline_rows": BASELINE_TEXT[settings.protocol],
     }
     from stemforge.evaluate.report import fad_markdown, fad_png, fad_steps_png, plot_safely, write_results
 

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from stemforge.evaluate.runner import EvaluationError
+from stemforge.evaluate.testset import Track
 
 FAD_MODES = ("plain", "infinity", "per-song")
 MUSICNN_EMBEDDERS = ("musicnn-max_pool", "musicnn-mean_pool", "musicnn-penultimate")
@@ -243,6 +244,19 @@ def windows_per_track(seconds: float, embedder: str = "musicnn-max_pool") -> int
     if embedder == "vggish":
         return max(0, (samples - 400) // 160 + 1) // 96
     return (samples // 256 + 1) // 187
+
+
+def read_excerpt(track: Track, rate: int, settings: GeneratedAudioSettings) -> Tensor:
+    """(S, N) stems of the track's excerpt (``settings.seconds`` from ``settings.offset``) at
+    ``rate``; refused when shorter than one embedder window."""
+    stems = track.read(rate, settings.offset, settings.seconds)
+    n = stems.shape[-1]
+    least = window_seconds(settings.embedder)
+    if n < least * rate:
+        raise EvaluationError(
+            f"track {track.name}: {n / rate:.2f} s; FAD needs at least {least:g} s per track"
+        )
+    return stems
 
 
 def embed(embedder: Any, wave: Tensor, rate: int) -> Tensor:

@@ -138,6 +138,64 @@ def _embedder_text(results: dict[str, Any]) -> str:
     return f"{results['embedder']} (weights `{weights['file']}`, sha256 {weights['sha256'][:12]})"
 
 
+def _model_and_baseline_rows(
+    results: dict[str, Any],
+) -> dict[str, list[tuple[str, int | None, dict[str, Any]]]]:
+    """Per generated row (a subset, or ``generation``): (label, steps, FAD row) of the model at each
+    step count, then of each baseline (no steps)."""
+    sweep = isinstance(results["settings"]["steps"], list)
+    groups: dict[str, list[tuple[str, int | None, dict[str, Any]]]] = {}
+    for name, r in results["table"].items():
+        generated = r["generated"] if sweep else name
+        groups.setdefault(generated, []).append(("model", r["steps"] if sweep else None, r))
+    for generated, rows in results.get("baselines", {}).items():
+        groups.setdefault(generated, []).extend((label, None, r) for label, r in rows.items())
+    return groups
+
+
+def not_beating(results: dict[str, Any]) -> list[str]:
+    """The model rows (``bass``, ``bass, steps=10``) whose FAD is not below their reference baseline's
+    (``given only`` for arrangement, ``shuffled stems`` for generation); those without it are left out."""
+    from stemforge.evaluate.arrangement import REFERENCE_BASELINE
+
+    reference = REFERENCE_BASELINE[results["protocol"]]
+    sweep = isinstance(results["settings"]["steps"], list)
+    losing = []
+    for name, r in results["table"].items():
+        baseline = results.get("baselines", {}).get(r["generated"] if sweep else name, {}).get(reference)
+        if baseline is not None and r["fad"] >= baseline["fad"]:
+            losing.append(name)
+    return losing
+
+
+def _beating_line(results: dict[str, Any]) -> str:
+    """The sentence that names where the model does not beat its reference baseline."""
+    from stemforge.evaluate.arrangement import REFERENCE_BASELINE
+
+    reference = REFERENCE_BASELINE[results["protocol"]]
+    if not any(reference in rows for rows in results["baselines"].values()):
+        return f"No `{reference}` row: it needs at least 2 tracks."
+    table = results["table"]
+    sweep = isinstance(results["settings"]["steps"], list)
+    lost: dict[str, list[str]] = {}  # generated row -> the step counts at which it loses
+    for name in not_beating(results):
+        r = table[name]
+        lost.setdefault(r["generated"] if sweep else name, []).append(str(r["steps"]) if sweep else "")
+    runs = len(results["settings"]["steps"]) if sweep else 1
+
+    def where(steps: list[str]) -> str:
+        return f" at {', '.join(steps)} steps" if len(steps) < runs else ""
+
+    if results["protocol"] == "generation":
+        if not lost:
+            return f"The generated mixtures beat `{reference}` on FAD."
+        return f"The generated mixtures do not beat `{reference}` on FAD{where(lost['generation'])}."
+    if not lost:
+        return f"The model beats `{reference}` on FAD in every subset."
+    named = [f"{row} ({where(steps).strip()})" if where(steps) else row for row, steps in lost.items()]
+    return f"Subsets where the model does not beat `{reference}` on FAD: {', '.join(named)}."
+
+
 def fad_markdown(results: dict[str, Any], fad: Any = None) -> str:
     from stemforge.evaluate.fad import FadOptions, fad_cells, fad_columns, fad_note
 
@@ -145,10 +203,11 @@ def fad_markdown(results: dict[str, Any], fad: Any = None) -> str:
     head, sep = fad_columns(fad)
     s = results["settings"]
     sweep = isinstance(s["steps"], list)
+    arrangement = results["protocol"] == "arrangement"
     span = "whole tracks" if s["seconds"] is None else f"{s['seconds']:g} s each"
     what = (
         "generated mixtures (all stems from nothing, w = 0)"
-        if results["protocol"] == "generation"
+        if not arrangement
         else "sub-mixtures: the stems of each subset generated given the track's other stems, mixed with those originals"
     )
     steps = (
@@ -157,6 +216,9 @@ def fad_markdown(results: dict[str, Any], fad: Any = None) -> str:
         if sweep
         else f"{s['steps']} steps"
     )
+    baselines = "; ".join(f"`{name}`: {text}" for name, text in results.get("baseline_rows", {}).items())
+    columns = (["subset"] if arrangement else []) + ["row"] + (["steps"] if sweep else [])
+    columns += ["FAD", "embeddings (test / evaluated)"]
     lines = [
         f"# {results['protocol'].capitalize()}",
         "",
@@ -165,21 +227,22 @@ def fad_markdown(results: dict[str, Any], fad: Any = None) -> str:
         "",
         f"FAD (lower is better, embedder {_embedder_text(results)}, float64 statistics) of the {what}, "
         "against the test mixtures.",
-        "",
-        (
-            "| generated | steps | FAD | embeddings (test / generated) |"
-            if sweep
-            else "| generated | FAD | embeddings (test / generated) |"
-        )
-        + head,
-        ("|---|---|---|---|" if sweep else "|---|---|---|") + sep,
     ]
-    for row, r in results["table"].items():
-        name = f"{r['generated']} | {r['steps']}" if sweep else row
-        lines.append(
-            f"| {name} | {r['fad']:.3f} | {r['real_embeddings']} / {r['generated_embeddings']} |"
-            + fad_cells(r, fad)
-        )
+    if baselines:
+        lines += [
+            "",
+            f"Baselines from the same excerpts, embedded alike (they sample nothing: the same at every "
+            f"step count and seed): {baselines}.",
+        ]
+    lines += ["", "| " + " | ".join(columns) + " |" + head, "|" + "---|" * len(columns) + sep]
+    for generated, rows in _model_and_baseline_rows(results).items():
+        for label, k, r in rows:
+            cells = ([generated] if arrangement else []) + [label]
+            cells += [str(k) if k is not None else "-"] if sweep else []
+            cells += [f"{r['fad']:.3f}", f"{r['real_embeddings']} / {r['generated_embeddings']}"]
+            lines.append("| " + " | ".join(cells) + " |" + fad_cells(r, fad))
+    if "baselines" in results:
+        lines += ["", _beating_line(results)]
     note = fad_note(fad)
     if note:
         lines += ["", note]
@@ -187,48 +250,71 @@ def fad_markdown(results: dict[str, Any], fad: Any = None) -> str:
 
 
 def fad_png(path: Path, results: dict[str, Any]) -> None:
+    """FAD bars, one group per generated row (a subset, or the generation): the model at each step
+    count, then the baselines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(results["table"])
-    values = [results["table"][r]["fad"] for r in rows]
-    fig, ax = plt.subplots(figsize=(max(3.0, 0.55 * len(rows) + 1.5), 3.4))
-    ax.bar(range(len(rows)), values, color="tab:blue")
-    ax.set_xticks(range(len(rows)), rows, rotation=60, ha="right", fontsize=7)
+    groups = _model_and_baseline_rows(results)
+    labels = list(
+        dict.fromkeys(
+            f"steps={k}" if k is not None else label for rows in groups.values() for label, k, _ in rows
+        )
+    )
+    width = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(max(3.0, (0.3 + 0.25 * len(labels)) * len(groups) + 1.5), 3.4))
+    for j, label in enumerate(labels):
+        xs, values = [], []
+        for g, rows in enumerate(groups.values()):
+            for row_label, k, r in rows:
+                if (f"steps={k}" if k is not None else row_label) == label:
+                    xs.append(g + j * width)
+                    values.append(r["fad"])
+        ax.bar(xs, values, width, label=label)
+    ax.set_xticks(
+        [g + 0.4 - width / 2 for g in range(len(groups))], list(groups), rotation=60, ha="right", fontsize=7
+    )
     ax.set_ylabel(f"FAD ({results['embedder']})")
     ax.set_title(f"{results['protocol'].capitalize()}, {len(results['tracks'])} tracks")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    ax.legend(fontsize=6)
+    _save(fig, path)
 
 
 def fad_steps_png(path: Path, results: dict[str, Any]) -> None:
-    """FAD against sampler steps (a ``--steps`` sweep), one line per generated row."""
+    """FAD against sampler steps (a ``--steps`` sweep), one line per generated row, its baselines as
+    horizontal lines of its colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    lines: dict[str, list[tuple[int, float]]] = {}
-    for r in results["table"].values():
-        lines.setdefault(r["generated"], []).append((r["steps"], r["fad"]))
+    styles: list[Any] = [":", "--"]  # one per kind of baseline
     fig, ax = plt.subplots(figsize=(5.0, 3.4))
-    for name, points in lines.items():
-        points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    kinds: list[str] = []
+    for name, rows in _model_and_baseline_rows(results).items():
+        points = sorted((k, r["fad"]) for label, k, r in rows if label == "model" and k is not None)
+        line = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+        for label, _, r in rows:
+            if label != "model":
+                kinds += [] if label in kinds else [label]
+                style = styles[kinds.index(label) % len(styles)]
+                ax.axhline(r["fad"], color=line[0].get_color(), linestyle=style, linewidth=0.8)
     ax.set_xscale("log")
-    steps = sorted({p[0] for points in lines.values() for p in points})
+    steps = sorted({r["steps"] for r in results["table"].values()})
     ax.set_xticks(steps, [str(k) for k in steps])
     ax.minorticks_off()
     ax.set_xlabel(f"sampler steps ({results['settings']['sampler']})")
     ax.set_ylabel(f"FAD ({results['embedder']})")
     ax.ticklabel_format(axis="y", useOffset=False)
-    if len(lines) > 1:
-        ax.legend(fontsize=6, ncol=2)
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [
+        Line2D([], [], color="grey", linestyle=styles[i % len(styles)], label=kind)
+        for i, kind in enumerate(kinds)
+    ]
+    ax.legend(handles=handles, fontsize=6, ncol=2)
     ax.set_title(
         f"{results['protocol'].capitalize()}: FAD against sampler steps, {len(results['tracks'])} tracks",
         fontsize=9,

@@ -113,6 +113,22 @@ class ItemStore:
     def load(self, key: str) -> dict[str, Any]:
         return json.loads(self.path(key).read_text())
 
+    def save_embeddings(self, key: str, embeddings: dict[str, torch.Tensor]) -> None:
+        """An item's embeddings beside its JSON (``<key>.safetensors``), written atomically and
+        before the item is saved, so a stored item always has them."""
+        from safetensors.torch import save_file
+
+        path = self.path(key).with_suffix(".safetensors")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file({k: v.contiguous() for k, v in embeddings.items()}, tmp)
+        tmp.replace(path)
+
+    def load_embeddings(self, key: str) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        return load_file(self.path(key).with_suffix(".safetensors"))
+
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

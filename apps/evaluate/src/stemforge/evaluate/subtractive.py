@@ -48,15 +48,15 @@ from stemforge.evaluate.fad import (
     embedder_record,
     fad_row,
     make_embedder,
-    window_seconds,
+    read_excerpt,
     windows_per_track,
 )
 from stemforge.evaluate.runner import EvaluationError, ItemStore, Shard, run_items, track_keys
+from stemforge.evaluate.separation import ORACLE_ROW, codec_round_trip
 from stemforge.evaluate.testset import Track
 
 PROTOCOLS = ("insertion", "accompaniment")
 MODEL_ROW = "model"
-ORACLE_ROW = "codec oracle"
 EMPTY_ROW = "no stem"
 
 
@@ -155,18 +155,12 @@ def evaluate_item(
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """One track: the timbre distances and the embeddings of every audio the table needs."""
     from stemforge.data import write_audio
-    from stemforge.evaluate.separation import codec_round_trip
     from stemforge.metrics import timbre_distance
 
     rate = pipe.sample_rate
     track = tracks[index]
-    originals = track.read(rate, settings.offset, settings.seconds)
+    originals = read_excerpt(track, rate, settings)
     n = originals.shape[-1]
-    least = window_seconds(settings.embedder)
-    if n < least * rate:
-        raise EvaluationError(
-            f"track {track.name}: {n / rate:.2f} s; FAD needs at least {least:g} s per track"
-        )
     names = list(settings.test_stems)
     mix = originals.sum(0)
     embeddings = {"real:mix": embed(embedder, mix, rate)}
@@ -333,8 +327,6 @@ def run_subtractive(
 ) -> dict[str, Any] | None:
     """Insertion or accompaniment (``settings.protocol``); results on the main process. ``embedder``:
     the one ``make_embedder`` built for these settings."""
-    from safetensors.torch import load_file, save_file
-
     settings.check()
     check_model(pipe, settings)
     if settings.protocol == "accompaniment" and len(tracks) < 2:
@@ -354,11 +346,7 @@ def run_subtractive(
 
     def evaluate(i: int) -> dict[str, Any]:
         record, embeddings = evaluate_item(pipe, tracks, i, settings, out, embedder)
-        path = store.path(keys[i]).with_suffix(".safetensors")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file({k: v.contiguous() for k, v in embeddings.items()}, tmp)
-        tmp.replace(path)  # the embeddings land before the item's JSON marks it done
+        store.save_embeddings(keys[i], embeddings)  # before the item's JSON marks it done
         return record
 
     run_items(shard, store, keys, evaluate, progress)
@@ -366,7 +354,7 @@ def run_subtractive(
     if not shard.is_main:
         return None
     items = [store.load(key) for key in keys]
-    embeddings = [load_file(store.path(key).with_suffix(".safetensors")) for key in keys]
+    embeddings = [store.load_embeddings(key) for key in keys]
     cfg_points = sweeps_cfg(pipe, settings)
     results = {
         "protocol": settings.protocol,

@@ -70,6 +70,9 @@ def _run(args: argparse.Namespace, sampler: str, steps: int, eta: float, out: Pa
     }
 
 
+LABELS = {"ddim": "DDIM (eta 1)", "dpm": "DPM-Solver++(2M)", "dpm3": "DPM-Solver++(3M)"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -81,11 +84,18 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20, 50])
     parser.add_argument("--reference-steps", type=int, default=200)
+    parser.add_argument(
+        "--samplers", default="ddim,dpm", help="comma-separated, of ddim, dpm, dpm3 (default ddim,dpm)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder of the evaluation runs")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
     settings = [("ddim", args.reference_steps, 1.0)]
-    settings += [(s, n, 1.0 if s == "ddim" else 0.0) for n in args.steps for s in ("ddim", "dpm")]
+    samplers = tuple(args.samplers.split(","))
+    unknown = sorted(set(samplers) - set(LABELS))
+    if unknown:
+        parser.error(f"--samplers: unknown {', '.join(unknown)}; choose among {', '.join(LABELS)}")
+    settings += [(s, n, 1.0 if s == "ddim" else 0.0) for n in args.steps for s in samplers]
     rows = []
     for sampler, steps, eta in settings:
         out = args.out / f"{sampler}-{steps}"
@@ -128,9 +138,9 @@ def main() -> None:
         print("matplotlib is not installed: no PNG", file=sys.stderr)
         return
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for sampler in ("ddim", "dpm"):
+    for sampler in samplers:
         points = [r for r in rows[1:] if r["sampler"] == sampler]
-        label = {"ddim": "DDIM (eta 1)", "dpm": "DPM-Solver++(2M)"}[sampler]
+        label = LABELS[sampler]
         axes[0].plot([r["steps"] for r in points], [r["si_sdri"] for r in points], "o-", label=label)
         axes[1].plot([r["steps"] for r in points], [r["mel_mse"] for r in points], "o-", label=label)
     for ax, key, name in ((axes[0], "si_sdri", "SI-SDRi (dB)"), (axes[1], "mel_mse", "Mel-MSE")):

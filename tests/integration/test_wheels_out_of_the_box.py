@@ -5,7 +5,9 @@ root constraints.txt: no hand-run --no-deps step, no hatch), and there
 
 - ``stemforge-insert midi --example`` writes the inserted MIDI, its rendered preview and its PNG,
 - ``stemforge-train data render`` renders two JSB chorales to Slakh-format stems,
-- FAD is computed through stemforge-metrics' Python API on two of those renders.
+- FAD is computed through stemforge-metrics' Python API on two of those renders,
+- with the optional outputs' dependencies uninstalled (midirenderer, matplotlib), ``midi --example``
+  still writes the inserted MIDI and warns about the preview and the PNG.
 """
 
 from __future__ import annotations
@@ -159,3 +161,34 @@ def test_commands_work_after_pip_install_of_the_wheels(tmp_path: pathlib.Path) -
     assert fad.returncode == 0, fad.stderr[-3000:]
     value = float(fad.stdout.strip().splitlines()[-1])
     assert math.isfinite(value) and value > 0, fad.stdout  # two different chorales are apart
+
+    # Optional outputs' dependencies removed: the preview's synthesiser and the PNG's matplotlib.
+    # The inserted MIDI is still written, each missing piece is a warning, and the status is 0.
+    removed = _run(
+        [str(bin_dir / "python"), "-m", "pip", "uninstall", "-y", "-q", "midirenderer", "matplotlib"],
+        env,
+        tmp_path,
+    )
+    assert removed.returncode == 0, removed.stderr[-3000:]
+    bare = out / "bare"
+    insert = _run(
+        [
+            str(bin_dir / "stemforge-insert"),
+            "midi",
+            "--example",
+            "--stem",
+            "tenor",
+            "--out",
+            str(bare / "tenor.mid"),
+        ],
+        env,
+        tmp_path,
+    )
+    assert insert.returncode == 0, insert.stderr[-3000:]
+    assert (bare / "tenor.mid").is_file() and (bare / "tenor.mid").stat().st_size > 0
+    assert not (bare / "tenor.wav").exists() and not (bare / "tenor.png").exists()
+    warnings = [line for line in insert.stderr.splitlines() if "warning" in line]
+    assert any("no preview tenor.wav" in line for line in warnings), insert.stderr[-3000:]
+    assert any("tenor.png not written" in line and "tenor.mid is written" in line for line in warnings), (
+        insert.stderr[-3000:]
+    )

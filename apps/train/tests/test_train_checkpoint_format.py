@@ -250,3 +250,21 @@ def test_bf16_mixed_resume_equals_uninterrupted(tmp_path):
     assert all(v.dtype == torch.float32 for v in weights.values())  # the fp32 masters, not bf16 copies
     expected = load_file(full / "checkpoints" / "step-00000002" / "model.safetensors")
     assert all(torch.equal(weights[k], expected[k]) for k in expected)
+
+
+def test_curves_png_is_drawn_beside_the_metrics(two_process_run, tmp_path, capsys):
+    """Rank 0 redraws curves.png at each checkpoint; a curve that cannot be drawn is one warning."""
+    from stemforge.train.curves import CurvesWriter, read_curves
+
+    png = two_process_run / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    curves = read_curves(two_process_run / "metrics.csv")
+    assert [s for s, _ in curves["train"]] == [1, 2, 3] and len(curves["lr"]) == 3
+    broken = tmp_path / "metrics.csv"
+    broken.write_text("step,split,loss,lr,samples_per_s,extra\n1,train,not-a-number,0.1,1.0,\n")
+    writer = CurvesWriter(broken)
+    writer.update()
+    writer.update()
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "curves.png not written" in err
+    assert not (tmp_path / "curves.png").exists() and not list(tmp_path.glob(".curves*"))

@@ -44,6 +44,7 @@ from stemforge.train.checkpoint import (
     write_text_atomic,
 )
 from stemforge.train.config import TrainConfig
+from stemforge.train.curves import CurvesWriter
 from stemforge.train.ema import EMA
 from stemforge.train.lr import scheduled_lr
 from stemforge.train.sampler import DataPosition, ShardedBatchSampler
@@ -319,6 +320,7 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
         write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     fabric.barrier()
     log = RunLog(out_dir, run.tensorboard, step if resume_from is not None else None) if rank0 else None
+    curves = CurvesWriter(out_dir / "metrics.csv") if rank0 else None
 
     train_set = task.train_dataset()
     val_set = task.val_dataset()
@@ -450,6 +452,8 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
                 fabric.barrier()
             if step % run.ckpt_every == 0 or step == run.max_steps:
                 result.last_checkpoint = save(step)
+                if curves is not None:
+                    curves.update()
     finally:
         progress.close()
         if log is not None:

@@ -99,6 +99,13 @@ class Profiles:
         profile = self.profile(wave)[0]
         return [float((profile - ref).square().mean()) for ref in self.reference]
 
+    def shape_distances(self, wave: torch.Tensor) -> list[float]:
+        """The same distances with each profile's mean over the mel bands removed: the spectrum's
+        shape whatever its loudness (which the RMS level reports on its own)."""
+        profile = self.profile(wave)[0]
+        profile = profile - profile.mean()
+        return [float((profile - ref + ref.mean()).square().mean()) for ref in self.reference]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -129,6 +136,13 @@ def main() -> None:
         "reference_rms_db": {
             s: sum(rms_db(r[i]) for r in references) / len(tracks) for i, s in enumerate(STEMS)
         },
+        "reference_shape_distance": [
+            [
+                sum(profiles.shape_distances(r[i])[j] for r in references) / len(tracks)
+                for j in range(len(STEMS))
+            ]
+            for i in range(len(STEMS))
+        ],
         "reference_profile_distance": [
             [sum(profiles.distances(r[i])[j] for r in references) / len(tracks) for j in range(len(STEMS))]
             for i in range(len(STEMS))
@@ -180,7 +194,13 @@ def main() -> None:
                 for s in STEMS:
                     wave = read(out / f"{s}.wav")
                     rows.append(
-                        {"stem": s, "seed": k, "rms_db": rms_db(wave), "distances": profiles.distances(wave)}
+                        {
+                            "stem": s,
+                            "seed": k,
+                            "rms_db": rms_db(wave),
+                            "distances": profiles.distances(wave),
+                            "shape_distances": profiles.shape_distances(wave),
+                        }
                     )
             result["generate"] = summarise(rows)
             print("generate", result["generate"]["summary"], flush=True)
@@ -206,6 +226,7 @@ def main() -> None:
                             "track": k,
                             "rms_db": rms_db(wave),
                             "distances": profiles.distances(wave),
+                            "shape_distances": profiles.shape_distances(wave),
                             "si_sdr_to_truth_db": float(
                                 si_sdr(wave[None, :n].double(), ref[i : i + 1, :n].double())[0]
                             ),
@@ -240,6 +261,18 @@ def summarise(rows: list[dict]) -> dict:
             "profile_distance_nearest_other": min(other),
             "closest_to_own_stem": f"{wins}/{len(mine)}",
         }
+        if "shape_distances" in mine[0]:
+            shape_own = sum(r["shape_distances"][i] for r in mine) / len(mine)
+            shape_other = [
+                sum(r["shape_distances"][j] for r in mine) / len(mine) for j in range(len(STEMS)) if j != i
+            ]
+            shape_wins = sum(
+                r["shape_distances"][i] < min(d for j, d in enumerate(r["shape_distances"]) if j != i)
+                for r in mine
+            )
+            summary[s]["shape_distance_own"] = shape_own
+            summary[s]["shape_distance_nearest_other"] = min(shape_other)
+            summary[s]["closest_to_own_stem_shape"] = f"{shape_wins}/{len(mine)}"
         if "si_sdr_to_truth_db" in mine[0]:
             summary[s]["si_sdr_to_truth_db"] = sum(r["si_sdr_to_truth_db"] for r in mine) / len(mine)
     return {"summary": summary, "rows": rows}

@@ -469,9 +469,9 @@ FIT_CASES: dict[str, Case] = {
     "init-from-missing": Refused(
         (*FIT, "--set", "run.init_from={tmp}/nothing"), ("run.init_from {tmp}/nothing", "no such folder")
     ),
-    "init-from-pipeline": Refused(
-        (*FIT, "--set", "run.init_from={jsb}"),
-        ("run.init_from {jsb}", "no model.safetensors there", "pipelines"),
+    "init-from-pipeline-of-another-kind": Refused(
+        (*FIT, "--set", "run.init_from={demo}"),
+        ("run.init_from {demo}", "a 'multitrack' pipeline folder", "'voice-insertion' pipeline folder"),
     ),
     "init-from-run": Refused(
         (*FIT, "--set", "run.init_from={run}"), ("run.init_from {run}", "training run", "export it first")
@@ -577,6 +577,7 @@ def test_fit_matrix(case, files, request, capsys):
         ("midi_yaml", ("run.out_dir={run}",)),  # a run of the same task resumes
         ("midi_yaml", ("run.out_dir={emptydir}",)),
         ("midi_yaml", ("run.init_from={run_export}",)),
+        ("midi_yaml", ("run.init_from={jsb}",)),  # a shipped pipeline folder's network
     ],
 )
 def test_fit_accepts_valid_input_before_launching(config, sets, files):

@@ -3,6 +3,7 @@
 import itertools
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,3 +116,27 @@ def test_finalize_is_atomic_and_keeps_the_last_n(tmp_path):
     assert resolve_checkpoint(tmp_path) == root / "step-00000004"
     with pytest.raises(CheckpointError, match="no complete checkpoint"):
         resolve_checkpoint(tmp_path / "nothing")
+
+
+def test_init_from_reads_the_network_of_a_shipped_pipeline_folder():
+    """``run.init_from`` continues from a pipeline folder: the multitrack pipeline's ``unet/`` for an
+    LDM, the voice-insertion pipeline's ``network/`` for a MIDI model; another kind is refused."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from stemforge.train.engine import init_from_export
+    from stemforge.unet3d import UNet3D, UNet3DConfig
+
+    shipped = Path(__file__).resolve().parents[2] / "insert" / "src" / "stemforge" / "insert" / "checkpoints"
+    config = json.loads((shipped / "demo-audio" / "unet" / "config.json").read_text())
+    unet = UNet3D(UNet3DConfig.from_dict(config))
+    stored = load_file(shipped / "demo-audio" / "unet" / "model.safetensors")
+    assert any(not torch.equal(unet.state_dict()[k], stored[k].float()) for k in stored)
+    init_from_export(unet, shipped / "demo-audio", "ldm")
+    assert all(torch.equal(unet.state_dict()[k], stored[k].float()) for k in stored)
+    assert all(v.dtype == torch.float32 for v in unet.state_dict().values() if v.is_floating_point())
+    with pytest.raises(
+        ValueError, match="a 'voice-insertion' pipeline folder holds no network for a 'ldm' run"
+    ):
+        init_from_export(unet, shipped / "jsb-insertion", "ldm")

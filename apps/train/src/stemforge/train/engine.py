@@ -221,15 +221,40 @@ def _validate(
     return float(mean), means
 
 
-def init_from_export(module: nn.Module, folder: Path) -> None:
-    """Load ``folder/model.safetensors`` (a `stemforge-train export`, any storage dtype) into ``module``,
-    strictly: every key present and of the same shape, or a clear error before training starts."""
+#: The network component of a pipeline folder that each task's model is, for ``run.init_from``.
+PIPELINE_NETWORK = {"ldm": ("multitrack", "unet"), "midi": ("voice-insertion", "network")}
+
+
+def init_weights_file(folder: Path, task: str) -> Path:
+    """The weights ``run.init_from`` reads: ``model.safetensors`` of a flat `stemforge-train export`, or
+    the network component of a pipeline folder (``unet/`` of a multitrack pipeline, ``network/`` of a
+    voice-insertion one), so that a run can continue from a shipped checkpoint."""
+    folder = Path(folder)
+    if not (folder / "pipeline.json").is_file():
+        return folder / "model.safetensors"
+    import json
+
+    kind = json.loads((folder / "pipeline.json").read_text(encoding="utf-8")).get("kind")
+    expected, component = PIPELINE_NETWORK.get(task, (None, None))
+    if kind != expected or component is None:
+        raise ValueError(
+            f"run.init_from {folder}: a {kind!r} pipeline folder holds no network for a {task!r} run; give a "
+            f"{expected or 'flat'} pipeline folder or a `stemforge-train export` of a {task!r} run"
+        )
+    return folder / component / "model.safetensors"
+
+
+def init_from_export(module: nn.Module, folder: Path, task: str = "ldm") -> None:
+    """Load the weights of ``folder`` (a `stemforge-train export` or a pipeline folder, see
+    `init_weights_file`; any storage dtype) into ``module``, strictly: every key present and of the
+    same shape, or a clear error before training starts."""
     from safetensors.torch import load_file
 
-    weights = folder / "model.safetensors"
+    weights = init_weights_file(folder, task)
     if not weights.is_file():
         raise ValueError(
-            f"run.init_from {folder}: no model.safetensors there; give a folder written by `stemforge-train export`"
+            f"run.init_from {folder}: no {weights.relative_to(folder)} there; give a folder written by "
+            "`stemforge-train export` or a pipeline folder"
         )
     state = load_file(weights)
     own = module.state_dict()
@@ -266,7 +291,7 @@ def fit(config: TrainConfig, on_step: Callable[[int, float], None] | None = None
     with fabric.init_module():
         raw_model = task.build_model()
     if run.init_from:
-        init_from_export(export_module(task, raw_model), Path(run.init_from))
+        init_from_export(export_module(task, raw_model), Path(run.init_from), config.task)
     if config.dist.activation_checkpointing:
         # stemforge-unet3d's activation checkpointing (recompute each block in the backward pass).
         target = getattr(raw_model, "unet", raw_model)

@@ -263,6 +263,29 @@ def check_export(path: str | Path, option: str, task: str, purpose: str) -> dict
     raise UserError(f"{option} {path}: no model.safetensors there; {why}")
 
 
+def check_init_from(path: str | Path, option: str, task: str) -> None:
+    """``run.init_from``: a `stemforge-train export` of a ``task`` run, or a pipeline folder whose
+    network that task trains (a multitrack pipeline's ``unet/`` for ldm, a voice-insertion
+    pipeline's ``network/`` for midi)."""
+    from stemforge.train.engine import PIPELINE_NETWORK
+
+    kind, config = folder_kind(Path(path), option)
+    if kind != "pipeline":
+        check_export(path, option, task, f"a {task!r} config")
+        return
+    expected, component = PIPELINE_NETWORK.get(task, (None, None))
+    if config.get("kind") != expected or component is None:
+        raise UserError(
+            f"{option} {path}: a {config.get('kind')!r} pipeline folder, but a {task!r} run continues from "
+            + (f"a {expected!r} pipeline folder" if expected else "a flat `stemforge-train export`")
+            + f" or a `stemforge-train export` of a {task!r} run"
+        )
+    if not (Path(path) / component / "model.safetensors").is_file():
+        raise UserError(
+            f"{option} {path}: no {component}/model.safetensors in this pipeline folder; save or export it again"
+        )
+
+
 def check_codec_folder(path: str | Path, option: str, prefix: str = "") -> None:
     """A codec folder as ``stemforge.codec.load_codec`` reads it (``config.json`` with ``format:
     stemforge-codec`` + ``model.safetensors``), told apart from the other model folders."""
@@ -628,9 +651,7 @@ def check_fit(config: TrainConfig, source: str) -> None:
     else:
         check_audio_data(config.options(source).data, source, "fit")
     if config.run.init_from:
-        check_export(
-            config.run.init_from, f"{source}: run.init_from", config.task, f"a {config.task!r} config"
-        )
+        check_init_from(config.run.init_from, f"{source}: run.init_from", config.task)
     check_run_dir(config, source)
 
 

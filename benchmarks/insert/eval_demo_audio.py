@@ -92,8 +92,9 @@ class Profiles:
         self.reference = torch.stack([self.profile(references[:, s]).mean(0) for s in range(len(STEMS))])
 
     def profile(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels): the log mel averaged over time (MelFrontEnd gives (B, frames, n_mels))."""
         with torch.no_grad():
-            return self.mel(wave.reshape(-1, wave.shape[-1])).mean(-1)
+            return self.mel(wave.reshape(-1, wave.shape[-1])).mean(-2)
 
     def distances(self, wave: torch.Tensor) -> list[float]:
         profile = self.profile(wave)[0]

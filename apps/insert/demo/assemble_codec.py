@@ -73,6 +73,12 @@ def main() -> None:
     wave = sub.add_parser("waveform", help="waveform autoencoder")
     wave.add_argument("export", type=Path)
     wave.add_argument("--latent-freq", type=int, default=4)
+    wave.add_argument(
+        "--scale-from",
+        type=Path,
+        help="take the scale factor of this codec folder instead of estimating it (a decoder-only stage: "
+        "the encoder, and so the latents an LDM was trained on, are that codec's)",
+    )
     for command in (mel, wave):
         command.add_argument("--corpus", type=Path, required=True)
         command.add_argument("--out", type=Path, required=True)
@@ -93,8 +99,12 @@ def main() -> None:
         segment_samples=4 * 20480,
         train=False,
     )
-    with torch.no_grad():
-        scale = estimate_scale_factor(codec, (data[i]["stems"][None] for i in range(min(len(data), 32))))
+    if getattr(args, "scale_from", None) is not None:
+        scale = float(json.loads((args.scale_from / "config.json").read_text())["scale_factor"])
+        codec.scale_factor.fill_(scale)
+    else:
+        with torch.no_grad():
+            scale = estimate_scale_factor(codec, (data[i]["stems"][None] for i in range(min(len(data), 32))))
     save_codec(codec, args.out)
     print(f"codec written to {args.out} (scale factor {scale:.4f})")
 

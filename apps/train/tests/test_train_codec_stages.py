@@ -128,3 +128,64 @@ def test_second_stage_trains_the_decoder_only_from_the_first_stage_export(tmp_pa
     # A folder that does not fit the model is refused before training, naming the file.
     wrong = _fit(f"run.out_dir={tmp_path / 'wrong'}", f"run.init_from={tmp_path}")
     assert wrong.returncode != 0 and "no model.safetensors there" in wrong.stderr
+
+
+SHIPPED_CODEC = (
+    ROOT / "apps" / "insert" / "src" / "stemforge" / "insert" / "checkpoints" / "demo-audio" / "codec"
+)
+SHIPPED_SIZE = (
+    "model.channels=16",
+    "model.max_channels=64",
+    "model.strides=[2,4,8]",
+    "model.latent_dim=16",
+    "model.kernel_size=7",
+)
+
+
+def test_decoder_trains_on_noisy_latents_from_a_shipped_codec_folder(tmp_path):
+    """``run.init_from`` takes a waveform codec folder, and ``model.latent_noise`` trains the decoder
+    on noisy latents with the encoder frozen: the encoder's weights stay those of the folder."""
+    run = _fit(
+        f"run.out_dir={tmp_path / 'noise'}",
+        f"run.init_from={SHIPPED_CODEC}",
+        *SHIPPED_SIZE,
+        "model.freeze_encoder=true",
+        "model.latent_noise=0.3",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    shipped = {
+        k.removeprefix("autoencoder."): v
+        for k, v in load_file(SHIPPED_CODEC / "model.safetensors").items()
+        if k.startswith("autoencoder.")
+    }
+    trained = load_file(
+        export_checkpoint(tmp_path / "noise", tmp_path / "export", weights="raw") / "model.safetensors"
+    )
+    assert shipped.keys() == trained.keys()
+    encoder = [k for k in shipped if k.startswith("encoder.")]
+    decoder = [k for k in shipped if k.startswith("decoder.") and shipped[k].is_floating_point()]
+    assert all(torch.equal(shipped[k], trained[k]) for k in encoder)
+    assert any(not torch.equal(shipped[k], trained[k]) for k in decoder)
+    # Without a frozen encoder the noise would move the latent space: refused before training.
+    loose = _fit(f"run.out_dir={tmp_path / 'loose'}", *SHIPPED_SIZE, "model.latent_noise=0.3")
+    assert loose.returncode == 2 and "model.freeze_encoder" in loose.stderr
+
+
+def test_noisy_decoding_draws_its_noise_from_the_step_generator():
+    config = TrainConfig.from_dict(
+        {
+            "task": "waveform_ae",
+            "model": {"preset": "tiny", "freeze_encoder": True, "latent_noise": 0.5},
+            "data": {"train_tracks": [str(FIXTURE)]},
+        }
+    )
+    task = CodecTask(config)
+    model = task.build_model().eval()
+    wave = torch.randn(3, 4096) * 0.1
+    with torch.no_grad():
+        clean = model(wave)
+        first = task._decode_noisy(model, wave, torch.Generator().manual_seed(5))
+        again = task._decode_noisy(model, wave, torch.Generator().manual_seed(5))
+        other = task._decode_noisy(model, wave, torch.Generator().manual_seed(6))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert not torch.allclose(first, clean)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import math
 import os
 import sys
@@ -232,7 +233,6 @@ def init_weights_file(folder: Path, task: str) -> Path:
     folder = Path(folder)
     if not (folder / "pipeline.json").is_file():
         return folder / "model.safetensors"
-    import json
 
     kind = json.loads((folder / "pipeline.json").read_text(encoding="utf-8")).get("kind")
     expected, component = PIPELINE_NETWORK.get(task, (None, None))
@@ -244,9 +244,23 @@ def init_weights_file(folder: Path, task: str) -> Path:
     return folder / component / "model.safetensors"
 
 
+def codec_folder_kind(folder: Path) -> str | None:
+    """The codec kind of a `Codec.save` folder (config.json with ``format: stemforge-codec``), else None."""
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return (
+        str(data.get("kind")) if isinstance(data, dict) and data.get("format") == "stemforge-codec" else None
+    )
+
+
 def init_from_export(module: nn.Module, folder: Path, task: str = "ldm") -> None:
-    """Load the weights of ``folder`` (a `stemforge-train export` or a pipeline folder, see
-    `init_weights_file`; any storage dtype) into ``module``, strictly: every key present and of the
+    """Load the weights of ``folder`` (a `stemforge-train export`, a pipeline folder, see
+    `init_weights_file`, or for a waveform_ae run a waveform codec folder; any storage dtype) into ``module``, strictly: every key present and of the
     same shape, or a clear error before training starts."""
     from safetensors.torch import load_file
 
@@ -257,6 +271,15 @@ def init_from_export(module: nn.Module, folder: Path, task: str = "ldm") -> None
             "`stemforge-train export` or a pipeline folder"
         )
     state = load_file(weights)
+    codec = codec_folder_kind(folder)
+    if codec is not None:
+        if task != "waveform_ae" or codec != "waveform_autoencoder":
+            raise ValueError(
+                f"run.init_from {folder}: a {codec!r} codec folder; only a waveform_ae run continues from a codec "
+                "folder (a waveform_autoencoder one); give a `stemforge-train export` of this task's run"
+            )
+        # Codec.save stores the autoencoder under "autoencoder." beside the codec's scale factor.
+        state = {k.removeprefix("autoencoder."): v for k, v in state.items() if k.startswith("autoencoder.")}
     own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]

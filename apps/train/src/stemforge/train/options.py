@@ -127,6 +127,7 @@ class CodecModel:
     preset: str | None = None
     freeze_encoder: bool = False
     mel_weight: float = 0.0
+    latent_noise: float = 0.0
     adversarial: bool = False
     adversarial_start_step: int = 0
     adversarial_weight: float = 1.0
@@ -137,6 +138,8 @@ class CodecModel:
     def __post_init__(self) -> None:
         if self.mel_weight < 0:
             raise ConfigError(f"model.mel_weight must be a number >= 0, got {self.mel_weight!r}")
+        if not 0 <= self.latent_noise <= 1:
+            raise ConfigError(f"model.latent_noise must be a number in [0, 1], got {self.latent_noise!r}")
 
 
 @dataclass(frozen=True)

@@ -264,12 +264,19 @@ def check_export(path: str | Path, option: str, task: str, purpose: str) -> dict
 
 
 def check_init_from(path: str | Path, option: str, task: str) -> None:
-    """``run.init_from``: a `stemforge-train export` of a ``task`` run, or a pipeline folder whose
+    """``run.init_from``: a `stemforge-train export` of a ``task`` run, a pipeline folder whose
     network that task trains (a multitrack pipeline's ``unet/`` for ldm, a voice-insertion
-    pipeline's ``network/`` for midi)."""
+    pipeline's ``network/`` for midi), or for waveform_ae a waveform codec folder (``Codec.save``)."""
     from stemforge.train.engine import PIPELINE_NETWORK
 
     kind, config = folder_kind(Path(path), option)
+    if kind == "codec" and task == "waveform_ae":
+        if config.get("kind") != "waveform_autoencoder" or not (Path(path) / "model.safetensors").is_file():
+            raise UserError(
+                f"{option} {path}: a {config.get('kind')!r} codec folder; a waveform_ae run continues from a "
+                "waveform_autoencoder codec folder (with its model.safetensors) or an export of a waveform_ae run"
+            )
+        return
     if kind != "pipeline":
         check_export(path, option, task, f"a {task!r} config")
         return

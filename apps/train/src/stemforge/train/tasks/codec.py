@@ -45,6 +45,12 @@ class CodecTask:
                 "model.mel_weight adds a log-mel L1 term to the waveform_ae task's spectral loss without "
                 "model.adversarial (the vocoder and the GAN step have their own mel term); remove the key"
             )
+        self.latent_noise = model.latent_noise
+        if self.latent_noise and (self.kind != "waveform_ae" or self.adversarial or not self.freeze_encoder):
+            raise ConfigError(
+                "model.latent_noise trains the waveform_ae decoder on noisy latents, with model.freeze_encoder "
+                "true (the latent space must not move) and without model.adversarial; remove the key or set those"
+            )
         mel_spec = dict(model.mel)
         if mel_spec and self.kind == "waveform_ae":
             raise ConfigError("model.mel is for the mel_vae and vocoder tasks; remove it from this config")
@@ -211,11 +217,36 @@ class CodecTask:
         if self.adversarial:
             # Validation (model.eval()) scores the reconstruction only, comparable with non-GAN runs.
             terms = model(inputs, batch, adversarial=self._adversarial_on and model.training)
+        elif self.latent_noise and model.training:
+            fake = self._decode_noisy(model, inputs, generator)
+            n = min(fake.shape[-1], batch.shape[-1])
+            terms = self._reconstruction(fake[..., :n], batch[..., :n])
         else:
             fake = model(inputs)
             n = min(fake.shape[-1], batch.shape[-1])
             terms = self._reconstruction(fake[..., :n], batch[..., :n])
         return terms["loss"], {k: float(v.detach()) for k, v in terms.items() if k != "loss"}
+
+    def _decode_noisy(self, model: nn.Module, wave: Tensor, generator: torch.Generator) -> Tensor:
+        """Decode the (frozen) encoder's latent with Gaussian noise added, so that the decoder learns
+        to turn a slightly wrong latent (what a diffusion model samples) into clean audio instead of
+        a broadband noise floor. Each example draws its noise level uniformly in [0, latent_noise]
+        times the batch latent's standard deviation (so clean latents stay in the training set)."""
+        from stemforge.codec import WaveformAutoencoder
+
+        # The strategy wrappers (lightning-fabric, DeepSpeed) forward only ``forward``; the encoder and
+        # decoder are called on the module itself (ZeRO-2 keeps whole parameters on every rank).
+        while not isinstance(model, WaveformAutoencoder):
+            inner = getattr(model, "_original_module", None) or getattr(model, "module", None)
+            if not isinstance(inner, nn.Module):
+                raise TypeError(f"model.latent_noise: no WaveformAutoencoder inside {type(model).__name__}")
+            model = inner
+        with torch.no_grad():
+            latent = model.encode(wave)
+        level = torch.rand(latent.shape[0], 1, 1, generator=generator) * self.latent_noise
+        noise = torch.randn(latent.shape, generator=generator)
+        scale = latent.detach().std()
+        return model.decode(latent + (level * noise).to(latent) * scale)
 
     def export_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "insert"))
+from bench_common import machine_info
 from eval_demo_audio import STEMS, Profiles, read_track, rms_db
 
 from stemforge.codec import load_codec
@@ -85,13 +85,7 @@ def main() -> None:
                 )
         result["codecs"][str(folder)] = rows
     result["wall_seconds"] = round(time.time() - started, 1)
-    result["machine"] = {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "load_average_at_end": list(os.getloadavg()),
-    }
+    result["machine"] = machine_info("cpu")
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -7,6 +7,8 @@
 # The codec trains in two stages: the whole autoencoder, then (while the LDM trains on the first
 # stage's latents) the decoder alone with the encoder frozen, so the latent space does not move; a
 # last decoder-only stage (log-mel term, cosine learning-rate decay) runs after the LDM.
+# The corpus was rendered with tinysoundfont (`hatch run no-deps-extras` installs it; without it
+# stemforge-data renders with midirenderer, the same SoundFont through another synthesiser).
 set -euo pipefail
 R=runs/audio-demo
 D=apps/insert/demo

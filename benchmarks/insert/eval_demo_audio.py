@@ -97,15 +97,28 @@ class Profiles:
             return self.mel(wave.reshape(-1, wave.shape[-1])).mean(-2)
 
     def distances(self, wave: torch.Tensor) -> list[float]:
-        profile = self.profile(wave)[0]
-        return [float((profile - ref).square().mean()) for ref in self.reference]
+        return self._distances(self.profile(wave)[0], self.reference)
 
     def shape_distances(self, wave: torch.Tensor) -> list[float]:
         """The same distances with each profile's mean over the mel bands removed: the spectrum's
         shape whatever its loudness (which the RMS level reports on its own)."""
         profile = self.profile(wave)[0]
-        profile = profile - profile.mean()
-        return [float((profile - ref + ref.mean()).square().mean()) for ref in self.reference]
+        return self._distances(
+            profile - profile.mean(), self.reference - self.reference.mean(-1, keepdim=True)
+        )
+
+    @staticmethod
+    def _distances(profile: torch.Tensor, references: torch.Tensor) -> list[float]:
+        return [float((profile - ref).square().mean()) for ref in references]
+
+
+def reference_matrix(distances, references: torch.Tensor) -> list[list[float]]:
+    """Row i, column j: the mean distance of the test stems of name i to the profile of name j."""
+    n = len(references)
+    return [
+        [sum(distances(r[i])[j] for r in references) / n for j in range(len(STEMS))]
+        for i in range(len(STEMS))
+    ]
 
 
 def main() -> None:
@@ -137,17 +150,8 @@ def main() -> None:
         "reference_rms_db": {
             s: sum(rms_db(r[i]) for r in references) / len(tracks) for i, s in enumerate(STEMS)
         },
-        "reference_shape_distance": [
-            [
-                sum(profiles.shape_distances(r[i])[j] for r in references) / len(tracks)
-                for j in range(len(STEMS))
-            ]
-            for i in range(len(STEMS))
-        ],
-        "reference_profile_distance": [
-            [sum(profiles.distances(r[i])[j] for r in references) / len(tracks) for j in range(len(STEMS))]
-            for i in range(len(STEMS))
-        ],
+        "reference_shape_distance": reference_matrix(profiles.shape_distances, references),
+        "reference_profile_distance": reference_matrix(profiles.distances, references),
     }
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -247,33 +251,32 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
+def _closest(mine: list[dict], i: int, key: str) -> tuple[float, float, str]:
+    """Over the rows of stem ``i``: the mean ``key`` distance to its own stem, the smallest mean
+    distance to another stem, and in how many rows its own stem is the closest."""
+    mean = [sum(r[key][j] for r in mine) / len(mine) for j in range(len(STEMS))]
+    wins = sum(r[key][i] < min(d for j, d in enumerate(r[key]) if j != i) for r in mine)
+    return mean[i], min(d for j, d in enumerate(mean) if j != i), f"{wins}/{len(mine)}"
+
+
 def summarise(rows: list[dict]) -> dict:
     summary: dict = {"refused_as_degenerate": sum("error" in r for r in rows)}
     for i, s in enumerate(STEMS):
         mine = [r for r in rows if r.get("stem") == s and "error" not in r]
         if not mine:
             continue
-        own = sum(r["distances"][i] for r in mine) / len(mine)
-        other = [sum(r["distances"][j] for r in mine) / len(mine) for j in range(len(STEMS)) if j != i]
-        wins = sum(r["distances"][i] < min(d for j, d in enumerate(r["distances"]) if j != i) for r in mine)
+        own, other, wins = _closest(mine, i, "distances")
         summary[s] = {
             "rms_db": sum(r["rms_db"] for r in mine) / len(mine),
             "profile_distance_own": own,
-            "profile_distance_nearest_other": min(other),
-            "closest_to_own_stem": f"{wins}/{len(mine)}",
+            "profile_distance_nearest_other": other,
+            "closest_to_own_stem": wins,
         }
         if "shape_distances" in mine[0]:
-            shape_own = sum(r["shape_distances"][i] for r in mine) / len(mine)
-            shape_other = [
-                sum(r["shape_distances"][j] for r in mine) / len(mine) for j in range(len(STEMS)) if j != i
-            ]
-            shape_wins = sum(
-                r["shape_distances"][i] < min(d for j, d in enumerate(r["shape_distances"]) if j != i)
-                for r in mine
-            )
-            summary[s]["shape_distance_own"] = shape_own
-            summary[s]["shape_distance_nearest_other"] = min(shape_other)
-            summary[s]["closest_to_own_stem_shape"] = f"{shape_wins}/{len(mine)}"
+            own, other, wins = _closest(mine, i, "shape_distances")
+            summary[s]["shape_distance_own"] = own
+            summary[s]["shape_distance_nearest_other"] = other
+            summary[s]["closest_to_own_stem_shape"] = wins
         if "si_sdr_to_truth_db" in mine[0]:
             summary[s]["si_sdr_to_truth_db"] = sum(r["si_sdr_to_truth_db"] for r in mine) / len(mine)
     return {"summary": summary, "rows": rows}

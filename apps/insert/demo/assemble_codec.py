@@ -79,6 +79,7 @@ def main() -> None:
         help="take the scale factor of this codec folder instead of estimating it (a decoder-only stage: "
         "the encoder, and so the latents an LDM was trained on, are that codec's)",
     )
+    mel.set_defaults(scale_from=None)
     for command in (mel, wave):
         command.add_argument("--corpus", type=Path, required=True)
         command.add_argument("--out", type=Path, required=True)
@@ -99,7 +100,7 @@ def main() -> None:
         segment_samples=4 * 20480,
         train=False,
     )
-    if getattr(args, "scale_from", None) is not None:
+    if args.scale_from is not None:
         scale = float(json.loads((args.scale_from / "config.json").read_text())["scale_factor"])
         codec.scale_factor.fill_(scale)
     else:

@@ -226,25 +226,41 @@ def _validate(
 PIPELINE_NETWORK = {"ldm": ("multitrack", "unet"), "midi": ("voice-insertion", "network")}
 
 
-def init_weights_file(folder: Path, task: str) -> Path:
-    """The weights ``run.init_from`` reads: ``model.safetensors`` of a flat `stemforge-train export`, or
-    the network component of a pipeline folder (``unet/`` of a multitrack pipeline, ``network/`` of a
-    voice-insertion one), so that a run can continue from a shipped checkpoint."""
+def resolve_init_from(folder: Path, task: str, option: str = "run.init_from") -> tuple[Path, str]:
+    """The weights file that ``run.init_from`` reads for a ``task`` run and the key prefix to strip:
+    ``model.safetensors`` of a flat `stemforge-train export`; the network component of a pipeline
+    folder (`PIPELINE_NETWORK`: ``unet/`` of a multitrack pipeline, ``network/`` of a voice-insertion
+    one), so that a run continues from a shipped checkpoint; or, for a waveform_ae run, a waveform
+    codec folder (``Codec.save`` keeps the autoencoder under ``autoencoder.``). A folder of another
+    kind, or without its weights, is a ValueError naming ``option`` and the folder."""
     folder = Path(folder)
-    if not (folder / "pipeline.json").is_file():
-        return folder / "model.safetensors"
-
-    kind = json.loads((folder / "pipeline.json").read_text(encoding="utf-8")).get("kind")
-    expected, component = PIPELINE_NETWORK.get(task, (None, None))
-    if kind != expected or component is None:
+    if (folder / "pipeline.json").is_file():
+        kind = json.loads((folder / "pipeline.json").read_text(encoding="utf-8")).get("kind")
+        expected, component = PIPELINE_NETWORK.get(task, (None, None))
+        if kind != expected or component is None:
+            wanted = f"a {expected!r} pipeline folder" if expected else "a flat `stemforge-train export`"
+            raise ValueError(
+                f"{option} {folder}: a {kind!r} pipeline folder holds no network for a {task!r} run; a {task!r} "
+                f"run continues from {wanted} or a `stemforge-train export` of a {task!r} run"
+            )
+        weights, prefix = folder / component / "model.safetensors", ""
+    else:
+        codec = _codec_folder_kind(folder)
+        if codec is not None and (task != "waveform_ae" or codec != "waveform_autoencoder"):
+            raise ValueError(
+                f"{option} {folder}: a {codec!r} codec folder; only a waveform_ae run continues from a codec "
+                "folder (a waveform_autoencoder one); give a `stemforge-train export` of this task's run"
+            )
+        weights, prefix = folder / "model.safetensors", ("autoencoder." if codec else "")
+    if not weights.is_file():
         raise ValueError(
-            f"run.init_from {folder}: a {kind!r} pipeline folder holds no network for a {task!r} run; give a "
-            f"{expected or 'flat'} pipeline folder or a `stemforge-train export` of a {task!r} run"
+            f"{option} {folder}: no {weights.relative_to(folder)} there; give a folder written by "
+            "`stemforge-train export`, or save or export this one again"
         )
-    return folder / component / "model.safetensors"
+    return weights, prefix
 
 
-def codec_folder_kind(folder: Path) -> str | None:
+def _codec_folder_kind(folder: Path) -> str | None:
     """The codec kind of a `Codec.save` folder (config.json with ``format: stemforge-codec``), else None."""
     config = Path(folder) / "config.json"
     if not config.is_file():
@@ -259,27 +275,12 @@ def codec_folder_kind(folder: Path) -> str | None:
 
 
 def init_from_export(module: nn.Module, folder: Path, task: str = "ldm") -> None:
-    """Load the weights of ``folder`` (a `stemforge-train export`, a pipeline folder, see
-    `init_weights_file`, or for a waveform_ae run a waveform codec folder; any storage dtype) into ``module``, strictly: every key present and of the
-    same shape, or a clear error before training starts."""
+    """Load the weights `resolve_init_from` finds in ``folder`` (any storage dtype) into ``module``,
+    strictly: every key present and of the same shape, or a clear error before training starts."""
     from safetensors.torch import load_file
 
-    weights = init_weights_file(folder, task)
-    if not weights.is_file():
-        raise ValueError(
-            f"run.init_from {folder}: no {weights.relative_to(folder)} there; give a folder written by "
-            "`stemforge-train export` or a pipeline folder"
-        )
-    state = load_file(weights)
-    codec = codec_folder_kind(folder)
-    if codec is not None:
-        if task != "waveform_ae" or codec != "waveform_autoencoder":
-            raise ValueError(
-                f"run.init_from {folder}: a {codec!r} codec folder; only a waveform_ae run continues from a codec "
-                "folder (a waveform_autoencoder one); give a `stemforge-train export` of this task's run"
-            )
-        # Codec.save stores the autoencoder under "autoencoder." beside the codec's scale factor.
-        state = {k.removeprefix("autoencoder."): v for k, v in state.items() if k.startswith("autoencoder.")}
+    weights, prefix = resolve_init_from(folder, task)
+    state = {k.removeprefix(prefix): v for k, v in load_file(weights).items() if k.startswith(prefix)}
     own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]

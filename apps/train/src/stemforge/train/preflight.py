@@ -264,33 +264,19 @@ def check_export(path: str | Path, option: str, task: str, purpose: str) -> dict
 
 
 def check_init_from(path: str | Path, option: str, task: str) -> None:
-    """``run.init_from``: a `stemforge-train export` of a ``task`` run, a pipeline folder whose
-    network that task trains (a multitrack pipeline's ``unet/`` for ldm, a voice-insertion
-    pipeline's ``network/`` for midi), or for waveform_ae a waveform codec folder (``Codec.save``)."""
-    from stemforge.train.engine import PIPELINE_NETWORK
+    """``run.init_from``: a `stemforge-train export` of a ``task`` run, or a folder that
+    `stemforge.train.engine.resolve_init_from` reads for it (a pipeline folder whose network that task
+    trains; for waveform_ae a waveform codec folder)."""
+    from stemforge.train.engine import resolve_init_from
 
-    kind, config = folder_kind(Path(path), option)
-    if kind == "codec" and task == "waveform_ae":
-        if config.get("kind") != "waveform_autoencoder" or not (Path(path) / "model.safetensors").is_file():
-            raise UserError(
-                f"{option} {path}: a {config.get('kind')!r} codec folder; a waveform_ae run continues from a "
-                "waveform_autoencoder codec folder (with its model.safetensors) or an export of a waveform_ae run"
-            )
+    kind, _ = folder_kind(Path(path), option)
+    if kind == "pipeline" or (kind == "codec" and task == "waveform_ae"):
+        try:
+            resolve_init_from(Path(path), task, option)
+        except ValueError as err:
+            raise UserError(str(err)) from err
         return
-    if kind != "pipeline":
-        check_export(path, option, task, f"a {task!r} config")
-        return
-    expected, component = PIPELINE_NETWORK.get(task, (None, None))
-    if config.get("kind") != expected or component is None:
-        raise UserError(
-            f"{option} {path}: a {config.get('kind')!r} pipeline folder, but a {task!r} run continues from "
-            + (f"a {expected!r} pipeline folder" if expected else "a flat `stemforge-train export`")
-            + f" or a `stemforge-train export` of a {task!r} run"
-        )
-    if not (Path(path) / component / "model.safetensors").is_file():
-        raise UserError(
-            f"{option} {path}: no {component}/model.safetensors in this pipeline folder; save or export it again"
-        )
+    check_export(path, option, task, f"a {task!r} config")
 
 
 def check_codec_folder(path: str | Path, option: str, prefix: str = "") -> None:

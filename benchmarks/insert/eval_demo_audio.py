@@ -130,6 +130,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--offset", type=float, default=2.0)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--sampler", default=None, help="the commands' --sampler (default: theirs)")
+    parser.add_argument("--eta", type=float, default=None, help="the commands' --eta (default: theirs)")
     parser.add_argument("--checkpoint", default=None, help="default: the embedded demonstration model")
     parser.add_argument("--parts", default="separate,generate,arrange")
     parser.add_argument("--out", type=Path, required=True)
@@ -141,12 +143,16 @@ def main() -> None:
     references = torch.stack([read_track(t, args.offset, args.seconds) for t in tracks])
     profiles = Profiles(references)
     common = ["--steps", str(args.steps)] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+    common += ["--sampler", args.sampler] if args.sampler else []
+    common += ["--eta", str(args.eta)] if args.eta is not None else []
     result: dict = {
         "command": "python benchmarks/insert/eval_demo_audio.py " + " ".join(sys.argv[1:]),
         "tracks": [t.name for t in tracks],
         "seconds": args.seconds,
         "offset": args.offset,
         "steps": args.steps,
+        "sampler": args.sampler or "the commands' default",
+        "eta": args.eta,
         "reference_rms_db": {
             s: sum(rms_db(r[i]) for r in references) / len(tracks) for i, s in enumerate(STEMS)
         },

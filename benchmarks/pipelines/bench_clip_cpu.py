@@ -13,7 +13,8 @@ object. Stages, summed over every call of the run:
   per decoded chunk);
 - ``other``: what is left of the wall time (resampling, output checks).
 
-Each run is timed once after an untimed warm-up run of the first setting (same shapes); the
+Each setting is timed ``--repeats`` times (medians reported, every run kept) after one untimed
+warm-up run of the first setting (same shapes); the
 process's peak resident memory and the load average are recorded. ``--preset tiny`` runs the same
 code at a tiny size in seconds (the test suite's run).
 
@@ -27,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 import warnings
@@ -84,6 +86,23 @@ class Stages:
         return seconds, calls
 
 
+def breakdown(wall: float, spent: dict[str, float], calls: dict[str, int]) -> dict[str, float]:
+    """One timed run's stages; the sampler's share is the sampling loop's time minus the U-Net's."""
+    sampling = spent.pop("sampling", 0.0)
+    row = {
+        "wall_s": wall,
+        "encode_s": spent.get("encode", 0.0),
+        "unet_s": spent.get("unet", 0.0),
+        "sampler_s": sampling - spent.get("unet", 0.0),
+        "vae_decode_s": spent.get("vae_decode", 0.0),
+        "vocode_s": spent.get("vocode", 0.0),
+        "unet_calls": calls.get("unet", 0),
+        "seconds_per_unet_call": spent.get("unet", 0.0) / max(1, calls.get("unet", 0)),
+    }
+    row["other_s"] = wall - sampling - row["encode_s"] - row["vae_decode_s"] - row["vocode_s"]
+    return row
+
+
 def parse_run(text: str) -> dict[str, Any]:
     """``SAMPLER:STEPS:GUIDANCE[:ETA]``, e.g. ``ddim:10:1`` or ``dpm:20:2``."""
     parts = text.split(":")
@@ -104,6 +123,9 @@ def main() -> int:
         "--runs", nargs="+", type=parse_run, default=[parse_run("ddim:10:1")],
         help="settings SAMPLER:STEPS:GUIDANCE[:ETA] (default ddim:10:1)",
     )  # fmt: skip
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="timed runs per setting (the median is reported)"
+    )
     parser.add_argument("--song-seconds", type=float, default=0.0, help="also separate a song this long")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -147,27 +169,25 @@ def main() -> int:
                 pipe.separate(mix, rate, **call)
                 stages.take()
                 first = False
-            start = time.perf_counter()
-            pipe.separate(mix, rate, **call)
-            wall = time.perf_counter() - start
-            spent, calls = stages.take()
-            sampling = spent.pop("sampling", 0.0)
+            repeats = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                pipe.separate(mix, rate, **call)
+                repeats.append(breakdown(time.perf_counter() - start, *stages.take()))
             row = {
                 "input": what,
                 "audio_seconds": seconds,
                 **run,
-                "wall_s": wall,
-                "encode_s": spent.get("encode", 0.0),
-                "unet_s": spent.get("unet", 0.0),
-                "sampler_s": sampling - spent.get("unet", 0.0),
-                "vae_decode_s": spent.get("vae_decode", 0.0),
-                "vocode_s": spent.get("vocode", 0.0),
-                "unet_calls": calls.get("unet", 0),
-                "seconds_per_unet_call": spent.get("unet", 0.0) / max(1, calls.get("unet", 0)),
+                **{key: statistics.median(r[key] for r in repeats) for key in repeats[0]},
+                "repeats": repeats,
             }
-            row["other_s"] = wall - sampling - row["encode_s"] - row["vae_decode_s"] - row["vocode_s"]
             result["runs"].append(row)
-            print(json.dumps(row), flush=True)
+            print(
+                f"{what} {seconds:.2f} s {run}: wall {row['wall_s']:.1f} s = encode {row['encode_s']:.1f} + "
+                f"U-Net {row['unet_s']:.1f} ({row['unet_calls']:.0f} calls) + sampler {row['sampler_s']:.2f} + "
+                f"VAE decode {row['vae_decode_s']:.1f} + vocode {row['vocode_s']:.1f} + other {row['other_s']:.2f}",
+                flush=True,
+            )
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["machine"] = machine_info("cpu") | {"omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from stemforge.pipelines import MultiTrackPipeline
+from stemforge.pipelines.sampling import SamplerDefaults
 
 LABEL = (
     "the demonstration audio model (a tiny MSG-LD and waveform codec trained on CPU on 64 JSB chorales "
@@ -31,13 +32,26 @@ def main() -> None:
     parser.add_argument("codec", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--segment-seconds", type=float, default=1.28)
+    parser.add_argument(
+        "--cfg-steps",
+        type=int,
+        default=10,
+        help="separate's default steps with CFG, recorded in pipeline.json (default 10: the fewest within "
+        "0.2 dB SI-SDR of DDIM-200 on the held-out chorales, benchmarks/samplers/RESULTS.md)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         export = Path(tmp) / "export"
         shutil.copytree(args.ldm, export)
         shutil.copytree(args.codec, export / "codec")
         pipe = MultiTrackPipeline.from_pretrained(export)
-        pipe = dataclasses.replace(pipe, label=LABEL, segment_seconds=args.segment_seconds, path=args.out)
+        pipe = dataclasses.replace(
+            pipe,
+            label=LABEL,
+            segment_seconds=args.segment_seconds,
+            path=args.out,
+            sampler_defaults=SamplerDefaults(separate_steps={"cfg": args.cfg_steps}),
+        )
         pipe.save_pretrained(args.out, dtype=torch.float16)
     print(f"demonstration pipeline written to {args.out}")
 

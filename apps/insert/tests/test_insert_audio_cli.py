@@ -60,6 +60,26 @@ def test_separate_writes_every_stem_at_the_input_rate_and_length(tmp_path, capsy
         assert np.isfinite(wave).all() and np.abs(wave).max() <= 1.0
 
 
+def test_separate_without_steps_takes_the_checkpoint_recorded_steps(tmp_path, capsys):
+    """A pipeline.json recording ``sampler_defaults.steps.separate.cfg`` sets separate's default
+    --steps (an explicit --steps still wins); the embedded model records its measured 10."""
+    demo = json.loads((demo_audio_checkpoint() / "pipeline.json").read_text())
+    assert demo["sampler_defaults"]["steps"] == {"separate": {"cfg": 10}}
+    folder = tmp_path / "model"
+    shutil.copytree(demo_audio_checkpoint(), folder)
+    manifest = {**demo, "sampler_defaults": {**demo["sampler_defaults"], "steps": {"separate": {"cfg": 3}}}}
+    (folder / "pipeline.json").write_text(json.dumps(manifest))
+    mix = excerpt(tmp_path, "mix.wav", 1.5, 16000)
+    common = ("--checkpoint", str(folder), "--quiet", "--allow-degenerate")
+    bass = {}
+    for name, steps in (("default", ()), ("three", ("--steps", "3")), ("two", ("--steps", "2"))):
+        assert main(["separate", str(mix), "--out", str(tmp_path / name), *steps, *common]) == 0
+        bass[name] = sf.read(str(tmp_path / name / "bass.wav"))[0]
+    capsys.readouterr()
+    assert np.array_equal(bass["default"], bass["three"])
+    assert not np.allclose(bass["default"], bass["two"])
+
+
 @pytest.mark.parametrize("method", ["dirac", "gaussian"])
 def test_msdm_separation_runs_end_to_end(tmp_path, capsys, method):
     mix = excerpt(tmp_path, "mix.flac", 1.5, 16000)

@@ -31,6 +31,7 @@ from stemforge.pipelines.msgld import (
     msgld_schedule_buffers,
     read_msgld_config,
 )
+from stemforge.pipelines.progress import SilentReporter
 
 ROOT = Path(__file__).resolve().parents[3]
 _CANDIDATES = [
@@ -511,10 +512,52 @@ def test_bad_sampler_defaults_entry(pipes: dict[str, MultiTrackPipeline], tmp_pa
         ({"ddim_timesteps": "karras"}, r"ddim_timesteps 'karras'"),
         ({"guidance": {"generate": 2.0}}, r"guidance\.generate 2\.0: generate runs the unconditional model"),
         ({"schedule": 1}, r"unknown entries \['schedule'\]"),
+        ({"steps": {"generate": 10}}, r"unknown entries \['steps\.generate'\]"),
+        ({"steps": {"separate": {"cfg": 0}}}, r"steps\.separate\.cfg 0: give a whole number >= 1"),
+        ({"steps": {"separate": {"cfg": 2.5}}}, r"steps\.separate\.cfg 2\.5: give a whole number >= 1"),
+        ({"steps": {"separate": {"karras": 5}}}, r"steps\.separate\.karras: unknown method"),
+        ({"steps": {"separate": 10}}, r"steps\.separate must be a JSON object by method"),
+        ({"steps": 10}, r"sampler_defaults\.steps must be a JSON object"),
     ):
         (folder / "pipeline.json").write_text(json.dumps({**manifest, "sampler_defaults": entry}))
         with pytest.raises(PipelineError, match=r"pipeline\.json: .*" + message):
             MultiTrackPipeline.from_pretrained(folder)
+
+
+class _CountingReporter(SilentReporter):
+    """Counts the sampler steps a task runs."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def steps(self, iterable):  # type: ignore[no-untyped-def]
+        for step in iterable:
+            self.count += 1
+            yield step
+
+
+@pytest.mark.filterwarnings("ignore:warning. the diffusion model")
+def test_recorded_separation_steps(pipes: dict[str, MultiTrackPipeline], tmp_path: Path) -> None:
+    """``steps.separate`` is written, read back and used by ``separate`` for the recorded method when
+    no steps are given; other methods, other tasks and an explicit ``steps`` are not affected."""
+    import json
+
+    from stemforge.pipelines.sampling import SamplerDefaults, default_steps
+
+    recorded = dataclasses.replace(SamplerDefaults(), separate_steps={"cfg": 3})
+    folder = dataclasses.replace(pipes["ema"], sampler_defaults=recorded).save_pretrained(tmp_path / "steps")
+    manifest = json.loads((folder / "pipeline.json").read_text())
+    assert manifest["sampler_defaults"]["steps"] == {"separate": {"cfg": 3}}
+    again = MultiTrackPipeline.from_pretrained(folder)
+    assert again.sampler_defaults == recorded
+    assert default_steps(again, "separate", "cfg") == 3 and default_steps(again, "separate", "dirac") == 50
+    assert default_steps(again, "generate") == 50
+    assert default_steps(dataclasses.replace(again, sampler_defaults=None), "separate", "cfg") == 50
+    mix = 0.1 * torch.randn(4000, generator=torch.Generator().manual_seed(0))
+    for options, expected in (({}, 3), ({"steps": 2}, 2), ({"method": "dirac", "guidance": 0.0}, 50)):
+        reporter = _CountingReporter()
+        again.separate(mix, 16000, reporter=reporter, allow_degenerate=True, **options)
+        assert reporter.count == expected, options
 
 
 # ---- round trip through the stemforge pipeline format ------------------------------------------

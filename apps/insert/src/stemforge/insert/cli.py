@@ -73,11 +73,13 @@ def _audio_model(args: argparse.Namespace, path: Path, device):
 def _options(args: argparse.Namespace):
     from stemforge.insert.audio_commands import InputOptions
     from stemforge.pipelines.chunked import ChunkOptions
-    from stemforge.pipelines.sampling import SamplingOptions
+    from stemforge.pipelines.sampling import DEFAULT_STEPS, SamplingOptions
 
-    # --eta left out: 1 here (checked before loading), then the model's recorded eta (_run_audio_command).
+    # --eta / --steps left out: checked here with stemforge's defaults (before loading), then the
+    # model's recorded values (_run_audio_command).
     eta = 1.0 if args.eta is None else args.eta
-    sampling = SamplingOptions(steps=args.steps, sampler=args.sampler, eta=eta, seed=args.seed)
+    steps = DEFAULT_STEPS if args.steps is None else args.steps
+    sampling = SamplingOptions(steps=steps, sampler=args.sampler, eta=eta, seed=args.seed)
     chunking = ChunkOptions(
         chunk_seconds=args.chunk_seconds, overlap=args.overlap, batch_size=args.batch_size
     )
@@ -144,7 +146,7 @@ def _run_audio_command(
     from stemforge.insert.outputs import check_out_dir, refuse_existing
     from stemforge.insert.progress import Reporter
     from stemforge.pipelines.chunked import OutputChecks
-    from stemforge.pipelines.sampling import default_eta, default_separation_guidance
+    from stemforge.pipelines.sampling import default_eta, default_separation_guidance, default_steps
 
     out = check_out_dir(Path(args.out))
     if plan.checkpoint.stems is not None:
@@ -153,9 +155,13 @@ def _run_audio_command(
     if plan.checkpoint.stems is None:  # a folder whose JSON does not list them: known now
         refuse_existing([out / name for name in outputs(model.stems)], overwrite=args.overwrite)
     sampling = plan.sampling
-    sampling.check_schedule(model.schedule.num_steps)
     # Options left out take the values the pipeline records (an imported MSG-LD checkpoint: eta 1,
-    # separation w from its config), else stemforge's defaults (eta 1, separation w 2).
+    # separation w from its config; the demonstration model: its measured separation steps), else
+    # stemforge's defaults (eta 1, separation w 2, 50 steps).
+    if args.steps is None:
+        method = getattr(args, "method", None) if args.command == "separate" else None
+        sampling = dataclasses.replace(sampling, steps=default_steps(model, args.command, method))
+    sampling.check_schedule(model.schedule.num_steps)
     if args.eta is None:
         sampling = dataclasses.replace(sampling, eta=default_eta(model))
     if "guidance" in options and options["guidance"] is None:
@@ -450,7 +456,14 @@ def _common(p: argparse.ArgumentParser, *, audio: bool = True) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     if not audio:
         return
-    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50; MSG-LD uses 200)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="sampling steps (default 50; separate: the checkpoint's recorded steps for the method, else 50; "
+        "the embedded model records 10 for cfg, measured as good as 200 with DDIM: benchmarks/samplers/"
+        "RESULTS.md; MSG-LD uses 200)",
+    )
     p.add_argument(
         "--sampler",
         default="ddim",

@@ -9,7 +9,8 @@ waveforms at the input's rate and length::
     pipe = MultiTrackPipeline.from_pretrained("path/to/pipeline")
     stems = pipe.separate(mix, 16000, method="dirac", steps=50, seed=0)   # {"bass": (N,), ...}
 
-Options common to every method: ``steps``, ``sampler`` ("ddim", "dpm", "dpm3", "ddpm"), ``eta`` (default:
+Options common to every method: ``steps`` (default 50; ``separate``: the pipeline's recorded
+steps for the method, else 50), ``sampler`` ("ddim", "dpm", "dpm3", "ddpm"), ``eta`` (default:
 the pipeline's recorded value, else 1), ``seed``, ``chunk_seconds`` (default: the training
 segment), ``overlap``, ``batch_size``, ``reporter`` (an object with ``start_chunks / chunks_done /
 steps / note``, :mod:`stemforge.pipelines.progress`) and ``allow_degenerate``.
@@ -44,7 +45,13 @@ from stemforge.pipelines.generate import generate_chunk
 from stemforge.pipelines.insert import insert_chunk
 from stemforge.pipelines.loading import AudioModel
 from stemforge.pipelines.progress import Reporter, SilentReporter
-from stemforge.pipelines.sampling import DEFAULT_ETA, SamplingOptions, default_separation_guidance
+from stemforge.pipelines.sampling import (
+    DEFAULT_ETA,
+    DEFAULT_STEPS,
+    SamplingOptions,
+    default_separation_guidance,
+    default_steps,
+)
 from stemforge.pipelines.separate import METHODS, Method, separate_chunk
 
 #: The longest generation accepted (one hour of audio is a mistake, not a request).
@@ -54,7 +61,7 @@ MAX_GENERATE_SECONDS = 600.0
 def _options(
     defaults: Any = None,
     *,
-    steps: int = 50,
+    steps: int = DEFAULT_STEPS,
     sampler: str = "ddim",
     eta: float | None = None,
     seed: int = 0,
@@ -503,7 +510,9 @@ class MultiTrackPipeline(AudioModel):
     ) -> dict[str, Tensor]:
         """Stems of ``mix`` (N,) at ``sample_rate``: CFG separation (MSG-LD, ``guidance`` w >= 1;
         default: the pipeline's recorded w, else 2) or MSDM's Dirac / Gaussian posteriors in DDIM
-        form. Returns {stem: (N,)}."""
+        form. ``steps`` default: the pipeline's recorded steps for ``method``, else 50. Returns
+        {stem: (N,)}."""
+        options.setdefault("steps", default_steps(self, "separate", method))
         sampling, chunking, reporter, checks = _options(self.sampler_defaults, **options)
         if guidance is None:
             guidance = default_separation_guidance(self)

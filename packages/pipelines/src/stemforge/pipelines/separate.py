@@ -20,6 +20,7 @@ from torch import Tensor
 
 from stemforge.pipelines.loading import AudioModel
 from stemforge.pipelines.sampling import (
+    SEPARATION_METHODS,
     Generators,
     Progress,
     SamplingOptions,
@@ -29,7 +30,7 @@ from stemforge.pipelines.sampling import (
 )
 
 Method = Literal["cfg", "dirac", "gaussian"]
-METHODS: tuple[str, ...] = ("cfg", "dirac", "gaussian")
+METHODS: tuple[str, ...] = SEPARATION_METHODS
 
 
 def separate_chunk(

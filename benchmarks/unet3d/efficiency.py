@@ -8,8 +8,9 @@ Interleaved in one process (so that load changes hit every variant alike), ``--r
 - ``unet_channels_last``: the same weights and input in ``torch.channels_last_3d`` memory format
   (oneDNN's NDHWC convolution path), checked equal to ``unet`` to float32 tolerance first.
 
-FLOPs per forward come from ``torch.utils.flop_counter`` on the meta device with the reference
-attention backend (so the attention matmuls count; the CPU flash kernel is invisible to it). Reported: GFLOP/s per
+FLOPs per forward come from ``bench_unet3d.count_flops``: ``torch.utils.flop_counter`` on the meta
+device with the reference attention backend (so the attention matmuls count; the CPU flash kernel
+that SDPA runs is invisible to it). Reported: GFLOP/s per
 round, medians, the U-Net's fraction of the matmul peak and the channels-last speed ratio.
 
     OMP_NUM_THREADS=2 hatch run python benchmarks/unet3d/efficiency.py --frames 256 --out benchmarks/unet3d/efficiency.json
@@ -26,25 +27,10 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_common import machine_info
-
-
-def count_flops(preset: str, shape: tuple[int, ...], batch: int) -> float:
-    """FLOPs of one forward, counted on the meta device with the reference attention backend: the
-    CPU flash-attention kernel that SDPA runs is invisible to ``FlopCounterMode``, the reference's
-    two matmuls are not (the count is the same for every backend)."""
-    from stemforge.unet3d import UNet3D, UNet3DConfig
-
-    with torch.device("meta"):
-        model = UNet3D(UNet3DConfig.from_name(preset, attention_backend="reference"))
-        x = torch.empty(shape)
-        cond = {"mix_latent": torch.empty(batch, *shape[2:])}
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(x, torch.zeros(batch), cond)
-    return float(counter.get_total_flops())
+from bench_unet3d import count_flops  # this script's folder, first on sys.path
 
 
 def main() -> int:
@@ -71,7 +57,7 @@ def main() -> int:
     t = torch.full((args.batch,), 500)
     x_last = x.contiguous(memory_format=torch.channels_last_3d)
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    flops = count_flops(args.preset, tuple(x.shape), args.batch)
+    flops = count_flops(args.preset, args.frames, args.batch)["forward"]
     with torch.no_grad():
         want = plain(x, t, cond)
         got = last(x_last, t, cond)

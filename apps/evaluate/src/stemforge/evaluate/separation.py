@@ -28,10 +28,10 @@ from torch import Tensor
 
 from stemforge.evaluate.runner import EvaluationError, ItemStore, Shard, run_items, track_keys
 from stemforge.evaluate.testset import Track
+from stemforge.pipelines.sampling import SEPARATION_METHODS
 
 MIXTURE_ROW = "mixture / S"
 ORACLE_ROW = "codec oracle"
-METHODS = ("cfg", "dirac", "gaussian")
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,11 @@ class SeparationSettings:
         return out
 
     def check(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
+        unknown = [m for m in self.methods if m not in SEPARATION_METHODS]
         if unknown:
-            raise EvaluationError(f"--methods {','.join(unknown)}: choose among {', '.join(METHODS)}")
+            raise EvaluationError(
+                f"--methods {','.join(unknown)}: choose among {', '.join(SEPARATION_METHODS)}"
+            )
         if self.steps < 1:
             raise EvaluationError(f"--steps {self.steps}: give at least 1")
         if "cfg" in self.methods and any(w < 1 for w in self.guidances):

@@ -159,7 +159,7 @@ def _run_audio_command(
     # separation w from its config; the demonstration model: its measured separation steps), else
     # stemforge's defaults (eta 1, separation w 2, 50 steps).
     if args.steps is None:
-        method = getattr(args, "method", None) if args.command == "separate" else None
+        method = args.method if args.command == "separate" else None
         sampling = dataclasses.replace(sampling, steps=default_steps(model, args.command, method))
     sampling.check_schedule(model.schedule.num_steps)
     if args.eta is None:

@@ -48,11 +48,12 @@ from stemforge.pipelines.progress import Reporter, SilentReporter
 from stemforge.pipelines.sampling import (
     DEFAULT_ETA,
     DEFAULT_STEPS,
+    SEPARATION_METHODS,
     SamplingOptions,
     default_separation_guidance,
     default_steps,
 )
-from stemforge.pipelines.separate import METHODS, Method, separate_chunk
+from stemforge.pipelines.separate import Method, separate_chunk
 
 #: The longest generation accepted (one hour of audio is a mistake, not a request).
 MAX_GENERATE_SECONDS = 600.0
@@ -186,8 +187,8 @@ class MultiTrackPipeline(AudioModel):
         return True
 
     def check_separation(self, method: str, sampling: SamplingOptions) -> None:
-        if method not in METHODS:
-            raise PipelineError(f"--method {method}: choose one of {', '.join(METHODS)}")
+        if method not in SEPARATION_METHODS:
+            raise PipelineError(f"--method {method}: choose one of {', '.join(SEPARATION_METHODS)}")
         if self.single_stem:
             raise PipelineError(
                 f"--checkpoint {self.path}: an {self.mode} model generates one stem; separation needs a "

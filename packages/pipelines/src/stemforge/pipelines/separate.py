@@ -20,7 +20,6 @@ from torch import Tensor
 
 from stemforge.pipelines.loading import AudioModel
 from stemforge.pipelines.sampling import (
-    SEPARATION_METHODS,
     Generators,
     Progress,
     SamplingOptions,
@@ -30,7 +29,6 @@ from stemforge.pipelines.sampling import (
 )
 
 Method = Literal["cfg", "dirac", "gaussian"]
-METHODS: tuple[str, ...] = SEPARATION_METHODS
 
 
 def separate_chunk(

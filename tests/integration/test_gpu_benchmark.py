@@ -116,9 +116,9 @@ def test_tiny_unet_section(tiny_report: dict[str, Any]) -> None:
 def test_tiny_end_to_end_section(tiny_report: dict[str, Any]) -> None:
     section = tiny_report["sections"]["end_to_end"]
     assert section["num_samples"] == 10240 and section["stems"] == ["bass", "drums", "guitar", "piano"]
-    assert set(section["runs"]) == {"dpm-3-cfg", "ddim-4-cfg"}
+    assert set(section["runs"]) == {"ddim-3-w1", "ddim-4-cfg"}
     for run in section["runs"].values():
-        assert run["unet_rows_per_step"] == 2 and len(run["repeats"]) >= 1
+        assert run["unet_rows_per_step"] == (1 if run["guidance"] == 1 else 2) and len(run["repeats"]) >= 1
         for repeat in run["repeats"]:
             assert (
                 _positive(repeat["encode_s"])

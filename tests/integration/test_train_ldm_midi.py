@@ -95,7 +95,7 @@ def test_tiny_ldm_two_processes_from_latent_cache(tmp_path):
     assert meta["export"]["model_class"] == "stemforge.unet3d.UNet3D"
 
     export = tmp_path / "export"
-    proc = run_cli("export", str(out), str(export))
+    proc = run_cli("export", str(out), str(export), "--format", "flat")
     assert proc.returncode == 0, proc.stderr[-4000:]
     from safetensors.torch import load_file
 
@@ -107,15 +107,23 @@ def test_tiny_ldm_two_processes_from_latent_cache(tmp_path):
     for name, param in model.named_parameters():
         assert torch.equal(param.detach(), ema[f"ema.{name}"]), name
 
-    # As a pipeline folder with its codec: the same U-Net, and it separates a mix.
+    # By default a pipeline folder with its codec (the one the latent cache records): the same U-Net,
+    # the same codec, and it separates a mix.
     from stemforge.pipelines import MultiTrackPipeline
 
     pipeline_dir = tmp_path / "pipeline"
-    proc = run_cli("export", str(out), str(pipeline_dir), "--format", "pipeline", "--codec", str(codec_dir))
+    proc = run_cli("export", str(out), str(pipeline_dir))
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"with the codec {codec_dir}" in proc.stdout
     pipe = MultiTrackPipeline.from_pretrained(pipeline_dir)
     for name, param in pipe.unet.named_parameters():
         assert torch.equal(param.detach(), ema[f"ema.{name}"]), name
+    codec_weights, copied = (
+        load_file(codec_dir / "model.safetensors"),
+        load_file(pipeline_dir / "codec" / "model.safetensors"),
+    )
+    assert copied.keys() == codec_weights.keys()
+    assert all(torch.equal(copied[k], v) for k, v in codec_weights.items())
     mix = torch.randn(16000) * 0.1
     # An untrained 3-step model: the output checks would rightly refuse its audio.
     stems = pipe.separate(mix, 16000, steps=2, seed=0, allow_degenerate=True)
@@ -124,7 +132,7 @@ def test_tiny_ldm_two_processes_from_latent_cache(tmp_path):
     codec_run = run_cli(
         "export", str(out), str(tmp_path / "no-codec"), "--format", "pipeline", "--codec", str(tmp_path)
     )
-    assert codec_run.returncode != 0 and "--codec DIR" in codec_run.stderr
+    assert codec_run.returncode == 2 and f"--codec {tmp_path}: no config.json there" in codec_run.stderr
 
 
 def test_tiny_midi_two_processes_then_chain_rule_nll(tmp_path):
@@ -149,7 +157,7 @@ def test_tiny_midi_two_processes_then_chain_rule_nll(tmp_path):
     # At initialisation the categorical loss is near ln(129) nats per variable.
     assert len(train) == 4 and all(3.0 < v < 6.0 for v in train), train
     export = tmp_path / "export"
-    proc = run_cli("export", str(out), str(export), "--weights", "raw")
+    proc = run_cli("export", str(out), str(export), "--weights", "raw", "--format", "flat")
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     from stemforge.samplers.discrete_nll import chain_rule_nll
@@ -163,19 +171,22 @@ def test_tiny_midi_two_processes_then_chain_rule_nll(tmp_path):
     assert nll.shape == (3,)
     assert torch.all((nll > 0.5 * 64 * 4.86) & (nll < 1.5 * 64 * 4.86)), nll
 
-    # The same checkpoint as a stemforge-pipelines folder scores the same windows identically.
+    # The same checkpoint exported by default, a stemforge-pipelines folder, scores the same windows
+    # identically.
     from stemforge.pipelines import VoiceInsertionPipeline, folder_kind
 
     pipeline_dir = tmp_path / "pipeline"
-    proc = run_cli("export", str(out), str(pipeline_dir), "--weights", "raw", "--format", "pipeline")
+    proc = run_cli("export", str(out), str(pipeline_dir), "--weights", "raw")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert folder_kind(pipeline_dir) == "voice-insertion"
     pipe = VoiceInsertionPipeline.from_pretrained(pipeline_dir)
     per_frame = pipe.nll(x, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(per_frame * 16, nll, rtol=1e-5, atol=1e-4)
-    # A second export into the same folder, and --codec without --format pipeline, are refused.
+    # A second export into the same folder, and --codec for a MIDI run or a flat export, are refused.
     again = run_cli("export", str(out), str(pipeline_dir), "--format", "pipeline")
     assert again.returncode != 0 and "already exists" in again.stderr
     stray = run_cli("export", str(out), str(tmp_path / "flat2"), "--codec", str(tmp_path))
-    assert stray.returncode != 0 and "--codec is for --format pipeline" in stray.stderr
+    assert stray.returncode != 0 and "'midi' run, whose pipeline holds no codec" in stray.stderr
+    stray = run_cli("export", str(out), str(tmp_path / "flat2"), "--format", "flat", "--codec", str(tmp_path))
+    assert stray.returncode != 0 and "--codec with --format flat" in stray.stderr
     assert not (tmp_path / "flat2").exists()

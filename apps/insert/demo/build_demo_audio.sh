@@ -26,9 +26,9 @@ stemforge-train fit $D/demo-ldm.yaml
 wait
 stemforge-train export $R/codec-decoder $R/codec-decoder-export
 python $D/assemble_codec.py waveform $R/codec-decoder-export --latent-freq 4 --corpus $R/corpus --out $R/codec-final
-stemforge-train export $R/ldm $R/ldm-export --dtype float16
+stemforge-train export $R/ldm $R/ldm-export --dtype float16 --format flat            # run.init_from of the next stage
 OMP_NUM_THREADS=2 stemforge-train fit $D/demo-ldm-continued.yaml        # 1200 more steps at lr 3e-4
-stemforge-train export $R/ldm-continued $R/ldm-continued-export --dtype float16
+stemforge-train export $R/ldm-continued $R/ldm-continued-export --dtype float16 --format flat   # package_demo.py reads flat
 stemforge-train fit $D/demo-waveform-ae-decoder-mel.yaml                # decoder only, 4000 steps
 stemforge-train export $R/codec-mel $R/codec-mel-export
 python $D/assemble_codec.py waveform $R/codec-mel-export --latent-freq 4 --corpus $R/corpus --out $R/codec-mel-final

@@ -19,7 +19,9 @@ start it, ``fit``, ``export_checkpoint``, ``build_latent_cache``, ``bundle_mel_c
 ``load_midi_model``, stemforge-data's ``render_midi``, ... fail the test if called, and a refused ``fit`` does not
 import DeepSpeed) and leaves every file as it was. The valid cases (:class:`Works`) run the command
 and check what it wrote. The training run that ``export``, ``midi-nll`` and the run-folder cases
-use is a real one-step ``stemforge-train fit`` of a tiny MIDI model, made once per module.
+use is a real one-step ``stemforge-train fit`` of a tiny MIDI model, and ``export`` also takes two
+one-step runs of a tiny LDM (from latent caches with and without the codec recorded), made once per
+module.
 """
 
 from __future__ import annotations
@@ -230,27 +232,10 @@ def key(path: Path) -> str:
     return path.stem if path.suffix in ("", ".wav") else f"{path.stem}_{path.suffix[1:]}"
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, inputs) -> dict[str, str]:
-    """A real one-step training run of the tiny MIDI model (through the command line, so it is also
-    the valid case of ``fit``), its flat export, a mel-VAE export, a rendered Slakh-format corpus."""
-    import torch
-    from safetensors.torch import save_file
-
-    from stemforge.codec import AutoencoderKL, AutoencoderKLConfig, MelConfig
-
-    root = tmp_path_factory.mktemp("models")
-    run = root / "run"
+def fit_once(config: str, run: Path) -> None:
+    """``stemforge-train fit CONFIG`` into ``run`` in a fresh process (DeepSpeed, one CPU rank)."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stemforge.train.cli",
-            "fit",
-            inputs["midi_yaml"],
-            "--set",
-            f"run.out_dir={run}",
-        ],
+        [sys.executable, "-m", "stemforge.train.cli", "fit", config, "--set", f"run.out_dir={run}"],
         cwd=ROOT,
         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
         capture_output=True,
@@ -259,7 +244,45 @@ def models(tmp_path_factory, inputs) -> dict[str, str]:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run / "checkpoints" / "step-00000001" / "meta.json").is_file()
-    assert main(["export", str(run), str(root / "run-export")]) == 0
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, inputs) -> dict[str, str]:
+    """A real one-step training run of the tiny MIDI model (through the command line, so it is also
+    the valid case of ``fit``), its flat export, two one-step runs of a tiny LDM (from a latent cache
+    of the shipped demonstration codec that records it, and from a copy of that cache that does not),
+    a mel-VAE export, a rendered Slakh-format corpus."""
+    import torch
+    from safetensors.torch import save_file
+
+    from stemforge.codec import AutoencoderKL, AutoencoderKLConfig, MelConfig
+
+    root = tmp_path_factory.mktemp("models")
+    run = root / "run"
+    fit_once(inputs["midi_yaml"], run)
+    assert main(["export", str(run), str(root / "run-export"), "--format", "flat"]) == 0
+    # The tiny LDM: a latent cache written by `stemforge-train cache` (its index.json records the
+    # codec), and the same latents in a cache whose index.json does not (as stemforge-data's
+    # write_latent_cache writes it without metadata).
+    latents, bare = root / "latents", root / "latents-bare"
+    ldm = {**TINY_MIDI, "data.train_tracks": [inputs["good"]], "data.val_tracks": []}  # the same widths
+    cache_yaml = config_file(
+        root / "ldm-cache.yaml", "tiny-ldm.yaml", {**ldm, "data.latent_cache": str(latents)}
+    )
+    assert (
+        main(["cache", cache_yaml, "--codec", str(SHIPPED / "demo-audio" / "codec"), "--out", str(latents)])
+        == 0
+    )
+    shutil.copytree(latents, bare)
+    index = json.loads((bare / "index.json").read_text())
+    assert index.pop("codec") == str(SHIPPED / "demo-audio" / "codec")
+    del index["codec_config"]
+    (bare / "index.json").write_text(json.dumps(index))
+    fit_once(cache_yaml, root / "ldm-run")
+    fit_once(
+        config_file(root / "ldm-bare.yaml", "tiny-ldm.yaml", {**ldm, "data.latent_cache": str(bare)}),
+        root / "ldm-bare-run",
+    )
     # A mel-VAE export as `stemforge-train export` writes it: a real seeded tiny AutoencoderKL.
     torch.manual_seed(3)
     vae = AutoencoderKL(AutoencoderKLConfig.from_name("tiny"))
@@ -287,6 +310,9 @@ def models(tmp_path_factory, inputs) -> dict[str, str]:
         "models": str(root),
         "run": str(run),
         "run_export": str(root / "run-export"),
+        "ldm_run": str(root / "ldm-run"),
+        "ldm_bare_run": str(root / "ldm-bare-run"),
+        "latents_bare": str(bare),
         "vae": str(root / "vae"),
         "corpus": str(corpus),
         "unfinished": str(unfinished),
@@ -617,8 +643,13 @@ def test_a_refused_fit_prints_one_line_in_a_real_process(files):
 
 # ---- export --------------------------------------------------------------------------------------------
 
-EXPORT = ("export", "{run}", "{out}")
+EXPORT = ("export", "{run}", "{out}")  # a midi run: a pipeline folder by default
 PIPELINE = (*EXPORT, "--format", "pipeline")
+FLAT = (*EXPORT, "--format", "flat")
+LDM_EXPORT = ("export", "{ldm_run}", "{out}")  # its codec is the one its latent cache records
+BARE_EXPORT = ("export", "{ldm_bare_run}", "{out}")  # no codec recorded anywhere
+VOICE_PIPELINE = ("pipeline.json", "network/model.safetensors", "network/config.json")
+AUDIO_PIPELINE = ("pipeline.json", "unet/model.safetensors", "codec/model.safetensors", "codec/config.json")
 NOT_A_RUN = "give a run folder (the run.out_dir of `stemforge-train fit`)"
 EXPORT_CASES: dict[str, Case] = {
     "source-missing": Refused(
@@ -643,14 +674,35 @@ EXPORT_CASES: dict[str, Case] = {
     "codec-with-a-midi-run": Refused(
         (*PIPELINE, "--codec", "{codec}"), ("--codec {codec}", "'midi' run", "leave out --codec")
     ),
-    "codec-without-pipeline-format": Refused(
-        (*EXPORT, "--codec", "{codec}"), ("--codec is for --format pipeline", "remove it")
+    "codec-with-a-midi-run-by-default": Refused(
+        (*EXPORT, "--codec", "{codec}"), ("--codec {codec}", "'midi' run", "leave out --codec")
+    ),
+    "codec-with-format-flat": Refused(
+        (*FLAT, "--codec", "{codec}"),
+        ("--codec with --format flat", "remove --codec", "leave out --format flat"),
+    ),
+    "ldm-without-a-codec": Refused(
+        BARE_EXPORT,
+        (
+            "CHECKPOINT {ldm_bare_run}",
+            "found no codec",
+            "no data.codec; data.latent_cache {latents_bare} records no codec",
+            "pass --codec DIR",
+            "or --format flat",
+        ),
+    ),
+    "ldm-without-a-codec-as-a-pipeline": Refused(
+        (*BARE_EXPORT, "--format", "pipeline"),
+        ("CHECKPOINT {ldm_bare_run}", "found no codec", "pass --codec DIR"),
+    ),
+    "ldm-codec-is-a-pipeline": Refused(
+        (*BARE_EXPORT, "--codec", "{demo}"), ("--codec {demo}", "give its codec folder {codec}")
     ),
     "out-exists": Refused(
         EXPORT, ("OUT {tmp}/out", "already exists", "choose a new folder"), existing=("{tmp}/out/notes.txt",)
     ),
     "out-exists-empty-for-a-pipeline": Refused(
-        PIPELINE, ("OUT {emptydir}", "already exists (empty)"), out="{emptydir}"
+        EXPORT, ("OUT {emptydir}", "already exists (empty)"), out="{emptydir}"
     ),
     "out-is-a-file": Refused(
         EXPORT, ("OUT {afile}", "is a file", "give the path of a new folder"), out="{afile}"
@@ -662,15 +714,48 @@ EXPORT_CASES: dict[str, Case] = {
         EXPORT, ("cannot write in {ro}", "choose a folder you can write to"), out="{ro}/sf/out"
     ),
     "flat-into-missing-folders": Works(
-        EXPORT, ("model.safetensors", "config.json"), out="{tmp}/new/deeper/out"
+        FLAT, ("model.safetensors", "config.json"), out="{tmp}/new/deeper/out"
     ),
-    "flat-into-an-empty-folder": Works(EXPORT, ("model.safetensors", "config.json"), out="{emptydir}"),
+    "flat-into-an-empty-folder": Works(FLAT, ("model.safetensors", "config.json"), out="{emptydir}"),
+    "midi-run-by-default": Works(EXPORT, VOICE_PIPELINE, out="{tmp}/new/deeper/out"),
+    "ldm-run-by-default-with-the-codec-of-its-latent-cache": Works(LDM_EXPORT, AUDIO_PIPELINE),
+    "ldm-run-by-default-with-codec": Works((*BARE_EXPORT, "--codec", "{codec}"), AUDIO_PIPELINE),
+    "ldm-run-flat": Works((*BARE_EXPORT, "--format", "flat"), ("model.safetensors", "config.json")),
 }
 
 
 @pytest.mark.parametrize("case", list(EXPORT_CASES))
 def test_export_matrix(case, files, request, capsys):
     run_case(EXPORT_CASES[case], files, "{tmp}/out", request, capsys)
+
+
+def test_an_ldm_run_exports_by_default_as_a_pipeline_of_its_flat_weights(files, tmp_path, capsys):
+    """Without --format, `export` of an ldm run writes a pipeline folder that
+    ``MultiTrackPipeline.from_pretrained`` loads: the U-Net of the --format flat export, weight for
+    weight, and the codec that its latent cache's index.json records."""
+    import torch
+    from safetensors.torch import load_file
+
+    from stemforge.pipelines import MultiTrackPipeline
+    from stemforge.train.checkpoint import CheckpointError, load_exported
+
+    auto, flat = tmp_path / "auto", tmp_path / "flat"
+    assert main(["export", files["ldm_run"], str(auto)]) == 0
+    assert f"as a pipeline folder with the codec {files['codec']} to {auto}" in capsys.readouterr().out
+    assert main(["export", files["ldm_run"], str(flat), "--format", "flat"]) == 0
+    pipe = MultiTrackPipeline.from_pretrained(auto)
+    unet, config = load_exported(flat)
+    assert config["task"] == "ldm" and pipe.stems == tuple(config["stem_names"]) == SATB
+    flat_state, pipe_state = unet.state_dict(), pipe.unet.state_dict()
+    assert pipe_state.keys() == flat_state.keys()
+    for name, tensor in flat_state.items():
+        assert torch.equal(pipe_state[name], tensor), name
+    shipped = load_file(Path(files["codec"]) / "model.safetensors")
+    exported = load_file(auto / "codec" / "model.safetensors")
+    assert exported.keys() == shipped.keys()
+    assert all(torch.equal(exported[k], shipped[k]) for k in shipped)
+    with pytest.raises(CheckpointError, match=r"not a flat export; export the run with .* --format flat"):
+        load_exported(auto)  # what reads flat exports (ldm_eval) names the option
 
 
 # ---- cache ---------------------------------------------------------------------------------------------

@@ -268,3 +268,31 @@ def test_curves_png_is_drawn_beside_the_metrics(two_process_run, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.count("warning") == 1 and "curves.png not written" in err
     assert not (tmp_path / "curves.png").exists() and not list(tmp_path.glob(".curves*"))
+
+
+def test_a_codec_run_exports_flat_by_default(two_process_run, tmp_path, capsys):
+    """Without --format, `export` of a codec (waveform_ae) run writes its component folder, the same
+    files as ``export_checkpoint``; --codec and --format pipeline have no place there (one line each)."""
+    from stemforge.train.checkpoint import load_exported
+    from stemforge.train.cli import main
+
+    out = tmp_path / "export"
+    assert main(["export", str(two_process_run), str(out)]) == 0
+    assert "as model.safetensors + config.json" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    _, config = load_exported(out)
+    assert config["task"] == "waveform_ae"
+    api = export_checkpoint(two_process_run, tmp_path / "api")
+    for name in ("config.json", "model.safetensors"):
+        assert (out / name).read_bytes() == (api / name).read_bytes(), name
+    for extra, says in (
+        (["--codec", str(tmp_path)], ("'waveform_ae' run, exported flat", "leave out --codec")),
+        (
+            ["--format", "pipeline"],
+            ("'waveform_ae' run is a pipeline component", "without --format pipeline"),
+        ),
+    ):
+        assert main(["export", str(two_process_run), str(tmp_path / "refused"), *extra]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and all(part in lines[0] for part in says), lines
+        assert not (tmp_path / "refused").exists()

@@ -33,6 +33,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -305,6 +306,68 @@ def export_checkpoint(
     return out
 
 
+PIPELINE_TASKS = ("ldm", "midi")
+"""The tasks whose runs are pipelines (``stemforge-train export`` writes them as pipeline folders by
+default); the other tasks' runs are pipeline components (codecs), exported flat."""
+
+
+@dataclass(frozen=True)
+class RecordedCodec:
+    """The codec folder an ``ldm`` run records (:func:`recorded_codec`)."""
+
+    path: Path | None
+    """The first recorded folder that is there (None: none is)."""
+    source: str = ""
+    """Where ``path`` is recorded: ``"its data.codec"`` or ``"its data.latent_cache DIR's codec"``."""
+    missing: str = ""
+    """Without ``path``: what was looked at and why it gave none, in one line."""
+
+
+def recorded_codec(meta: Mapping[str, Any]) -> RecordedCodec:
+    """The codec an ``ldm`` checkpoint's run was trained with, from the checkpoint's ``meta.json``:
+    its ``data.codec`` (the export metadata's ``codec``), else the ``codec`` that ``stemforge-train
+    cache`` recorded in the ``index.json`` of its ``data.latent_cache``; the first of them that is a
+    folder. Recorded paths are absolute or relative to the working directory (as the commands that
+    wrote them were given them)."""
+    data_codec = (meta.get("export") or {}).get("codec")
+    if data_codec and Path(data_codec).is_dir():
+        return RecordedCodec(Path(data_codec), "its data.codec")
+    notes = [f"data.codec {data_codec} {_not_there(data_codec)}" if data_codec else "no data.codec"]
+    data = (meta.get("config") or {}).get("data")
+    cache = data.get("latent_cache") if isinstance(data, Mapping) else None
+    if not cache:
+        notes.append("no data.latent_cache")
+        return RecordedCodec(None, missing="; ".join(notes))
+    cache_codec, why = _cache_codec(Path(cache))
+    if cache_codec is not None:
+        return RecordedCodec(cache_codec, f"its data.latent_cache {cache}'s codec")
+    notes.append(f"data.latent_cache {cache} {why}")
+    return RecordedCodec(None, missing="; ".join(notes))
+
+
+def _cache_codec(cache: Path) -> tuple[Path | None, str]:
+    """The codec folder that a latent cache's ``index.json`` names, or None and why there is none."""
+    if not cache.is_dir():
+        return None, _not_there(cache)
+    try:
+        index = json.loads((cache / "index.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, "has no index.json"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None, "has an index.json that is not readable JSON"
+    codec = index.get("codec") if isinstance(index, dict) else None
+    if not codec:
+        return None, "records no codec in its index.json"
+    if not Path(codec).is_dir():
+        return None, f"records the codec {codec}, which {_not_there(codec)}"
+    return Path(codec), ""
+
+
+def _not_there(path: str | Path) -> str:
+    relative = "" if Path(path).is_absolute() else f", as seen from the working directory {Path.cwd()}"
+    return f"is not there{relative}"
+
+
 def export_pipeline(
     ckpt: Path,
     out: Path,
@@ -316,9 +379,9 @@ def export_pipeline(
     training checkpoint of the ``ldm`` or ``midi`` task, ready for ``from_pretrained`` and every
     stemforge-insert / stemforge-evaluate command.
 
-    An LDM needs its codec: ``codec`` (a ``Codec.save`` folder), else the ``data.codec`` the run was
-    trained with (an absolute path, or one relative to the working directory). Written atomically:
-    a failure leaves no ``out``.
+    An LDM needs its codec: ``codec`` (a ``Codec.save`` folder), else the one the run records
+    (:func:`recorded_codec`: its ``data.codec``, else the codec of its ``data.latent_cache``).
+    Written atomically: a failure leaves no ``out``.
     """
 
     from stemforge.pipelines import MultiTrackPipeline, VoiceInsertionPipeline
@@ -326,7 +389,7 @@ def export_pipeline(
     ckpt = resolve_checkpoint(ckpt)
     export = read_meta(ckpt).get("export", {})
     task = export.get("task")
-    if task not in ("ldm", "midi"):
+    if task not in PIPELINE_TASKS:
         raise CheckpointError(
             f"{ckpt}: a {task!r} run is a pipeline component, not a pipeline; export it without --format "
             "pipeline (a codec goes into a pipeline as its codec/ folder)"
@@ -336,12 +399,17 @@ def export_pipeline(
         raise CheckpointError(f"{out}: already exists; choose a new folder for the pipeline")
     codec_dir: Path | None = None
     if task == "ldm":
-        recorded = export.get("codec")
-        codec_dir = Path(codec) if codec is not None else (Path(recorded) if recorded else None)
-        if codec_dir is None or not (codec_dir / "config.json").is_file():
+        fix = "pass --codec DIR (the codec it was trained with, `Codec.save` format)"
+        if codec is not None:
+            codec_dir = Path(codec)
+        else:
+            found = recorded_codec(read_meta(ckpt))
+            if found.path is None:
+                raise CheckpointError(f"{ckpt}: found no codec for the LDM ({found.missing}); {fix}")
+            codec_dir = found.path
+        if not (codec_dir / "config.json").is_file():
             raise CheckpointError(
-                f"{ckpt}: the LDM's codec folder {str(codec_dir) if codec_dir else '(none recorded)'} is not "
-                "there; pass --codec DIR (the codec it was trained with, `Codec.save` format)"
+                f"{ckpt}: the LDM's codec folder {codec_dir} has no config.json, so it is not a codec folder; {fix}"
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -383,6 +451,11 @@ def load_exported(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild an exported model from ``config.json`` alone and load ``model.safetensors`` (strict)."""
     folder = Path(folder)
     config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    if (folder / "pipeline.json").is_file():
+        raise CheckpointError(
+            f"{folder}: a stemforge-pipelines folder, not a flat export; export the run with "
+            "`stemforge-train export RUN OUT --format flat` (model.safetensors + config.json)"
+        )
     if not config_path.is_file() or not weights_path.is_file():
         raise CheckpointError(
             f"{folder}: expected {CONFIG_FILE} and {WEIGHTS_FILE}; create them with `stemforge-train export`"

@@ -35,44 +35,50 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from stemforge.train.checkpoint import PIPELINE_TASKS, recorded_codec
     from stemforge.train.preflight import check_codec_folder, check_new_folder, check_run_source
 
-    if args.codec and args.format != "pipeline":
+    if args.codec and args.format == "flat":
         raise UserError(
-            "--codec is for --format pipeline (an LDM's pipeline folder holds its codec); remove it"
+            "--codec with --format flat: a flat export holds no codec (--codec names an LDM's codec for its "
+            "pipeline folder); remove --codec, or leave out --format flat"
         )
     meta = check_run_source(args.checkpoint)
     task = (meta.get("export") or {}).get("task")
     codec = Path(args.codec) if args.codec else None
-    if args.format == "pipeline":
-        if task not in ("ldm", "midi"):
-            raise UserError(
-                f"CHECKPOINT {args.checkpoint}: a {task!r} run is a pipeline component, not a pipeline; export it "
-                "without --format pipeline (a codec goes into a pipeline as its codec/ folder)"
-            )
-        if task == "midi" and codec is not None:
-            raise UserError(
-                f"--codec {codec}: CHECKPOINT {args.checkpoint} is a 'midi' run, whose pipeline holds no codec; "
-                "leave out --codec"
-            )
-        if task == "ldm":
-            recorded = (meta.get("export") or {}).get("codec")
-            if codec is None and not (recorded and Path(recorded).is_dir()):
+    pipeline = args.format == "pipeline" or (args.format == "auto" and task in PIPELINE_TASKS)
+    if args.format == "pipeline" and task not in PIPELINE_TASKS:
+        raise UserError(
+            f"CHECKPOINT {args.checkpoint}: a {task!r} run is a pipeline component, not a pipeline; export it "
+            "without --format pipeline (a codec goes into a pipeline as its codec/ folder)"
+        )
+    if codec is not None and task != "ldm":
+        holds = (
+            "a 'midi' run, whose pipeline holds no codec"
+            if task == "midi"
+            else f"a {task!r} run, exported flat (config.json + model.safetensors) without a codec"
+        )
+        raise UserError(f"--codec {codec}: CHECKPOINT {args.checkpoint} is {holds}; leave out --codec")
+    if pipeline and task == "ldm":
+        if codec is not None:
+            check_codec_folder(codec, "--codec")
+        else:
+            found = recorded_codec(meta)
+            if found.path is None:
+                flat = ", or --format flat to export the U-Net alone" if args.format == "auto" else ""
                 raise UserError(
-                    f"CHECKPOINT {args.checkpoint}: the LDM's codec folder {recorded or '(none recorded)'} is not "
-                    "there; pass --codec DIR (the codec it was trained with, `Codec.save` format)"
+                    f"CHECKPOINT {args.checkpoint}: found no codec for the LDM's pipeline folder ({found.missing}); "
+                    f"pass --codec DIR (the codec it was trained with, `Codec.save` format){flat}"
                 )
-            if codec is not None:
-                check_codec_folder(codec, "--codec")
-            else:
-                check_codec_folder(str(recorded), "its data.codec", f"CHECKPOINT {args.checkpoint}: ")
-    check_new_folder(Path(args.out), "OUT", empty_ok=args.format != "pipeline")
+            check_codec_folder(found.path, found.source, f"CHECKPOINT {args.checkpoint}: ")
+            codec = found.path
+    check_new_folder(Path(args.out), "OUT", empty_ok=not pipeline)
 
     from stemforge.pipelines import PipelineError
     from stemforge.train.checkpoint import CheckpointError, export_checkpoint, export_pipeline
 
     try:
-        if args.format == "pipeline":
+        if pipeline:
             out = export_pipeline(
                 Path(args.checkpoint), Path(args.out), weights=args.weights, dtype=args.dtype, codec=codec
             )
@@ -82,7 +88,9 @@ def _export(args: argparse.Namespace) -> int:
             )
     except (CheckpointError, PipelineError) as err:
         raise UserError(str(err)) from err
-    what = "a pipeline folder" if args.format == "pipeline" else "model.safetensors + config.json"
+    what = "model.safetensors + config.json"
+    if pipeline:
+        what = "a pipeline folder" + (f" with the codec {codec}" if codec is not None else "")
     print(f"exported {args.weights} weights ({args.dtype}) as {what} to {out}")
     return 0
 
@@ -235,9 +243,13 @@ def register(subparsers: Any) -> None:
     )
     fit_p.set_defaults(func=_fit)
 
-    exp_p = subparsers.add_parser("export", help="consolidate a ZeRO checkpoint into safetensors + JSON")
+    exp_p = subparsers.add_parser(
+        "export",
+        help="write a checkpoint's weights as a pipeline folder (ldm, midi runs) or model.safetensors + "
+        "config.json (codec runs)",
+    )
     exp_p.add_argument("checkpoint", help="a run folder or checkpoints/step-XXXXXXXX folder")
-    exp_p.add_argument("out", help="new output folder (model.safetensors + config.json)")
+    exp_p.add_argument("out", help="new output folder")
     exp_p.add_argument(
         "--weights", choices=("ema", "raw"), default="ema", help="EMA (default) or raw weights"
     )
@@ -249,15 +261,18 @@ def register(subparsers: Any) -> None:
     )
     exp_p.add_argument(
         "--format",
-        choices=("flat", "pipeline"),
-        default="flat",
-        help="flat: model.safetensors + config.json (run.init_from, codec assembly); pipeline: a "
-        "stemforge-pipelines folder for from_pretrained and the stemforge-insert / -evaluate commands "
-        "(ldm and midi runs)",
+        choices=("auto", "pipeline", "flat"),
+        default="auto",
+        help="pipeline: a stemforge-pipelines folder for from_pretrained and the stemforge-insert / "
+        "-evaluate commands (ldm and midi runs); flat: model.safetensors + config.json (a codec run's own "
+        "format; of an ldm or midi run, its network alone, as ldm_eval reads it); auto (default): "
+        "pipeline for ldm and midi runs, flat for the others",
     )
     exp_p.add_argument(
         "--codec",
-        help="with --format pipeline, the LDM's codec folder (default: the data.codec it was trained with)",
+        metavar="DIR",
+        help="an LDM's pipeline export: its codec folder (default: the run's data.codec, else the codec "
+        "its data.latent_cache was encoded with)",
     )
     exp_p.set_defaults(func=_export)
 

@@ -4,6 +4,8 @@ style encoder) lowers the denoising loss on held-out data.
 
     python -m stemforge.train.ldm_eval CONFIG.yaml EXPORT_DIR [--batches 4] [--set key=value ...]
 
+``EXPORT_DIR`` is a flat export of the run (``stemforge-train export RUN EXPORT_DIR --format flat``).
+
 Each condition is scored on the same ``run.batch_size`` x ``batches`` validation items with the
 same timesteps and noise (the loop's validation seeds), so the differences come from the inputs only.
 """

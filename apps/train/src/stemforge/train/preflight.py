@@ -255,7 +255,7 @@ def check_export(path: str | Path, option: str, task: str, purpose: str) -> dict
         "checkpoint": "it is a training checkpoint; export its run first with `stemforge-train export RUN EXPORT_DIR`",
         "run": f"it is a training run; export it first with `stemforge-train export {path} EXPORT_DIR`",
         "unfinished-run": "it is a training run without a checkpoint yet; train it further, then export it",
-        "pipeline": "it is a stemforge-pipelines folder; give the flat export of the run (without --format pipeline)",
+        "pipeline": "it is a stemforge-pipelines folder; give the flat export of the run (`stemforge-train export RUN OUT --format flat`)",
         "codec": f"it is a codec folder (Codec.save), not a {export}",
         "component": f"it is a component of a model folder, not a {export}",
         "export": "the export is incomplete; export the run again",

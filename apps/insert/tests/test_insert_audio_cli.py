@@ -62,9 +62,10 @@ def test_separate_writes_every_stem_at_the_input_rate_and_length(tmp_path, capsy
 
 def test_separate_without_steps_takes_the_checkpoint_recorded_steps(tmp_path, capsys):
     """A pipeline.json recording ``sampler_defaults.steps.separate.cfg`` sets separate's default
-    --steps (an explicit --steps still wins); the embedded model records its measured 10."""
+    --steps (an explicit --steps still wins); the embedded model records its measured 10 (and 20 for
+    MSDM Gaussian)."""
     demo = json.loads((demo_audio_checkpoint() / "pipeline.json").read_text())
-    assert demo["sampler_defaults"]["steps"] == {"separate": {"cfg": 10}}
+    assert demo["sampler_defaults"]["steps"] == {"separate": {"cfg": 10, "gaussian": 20}}
     folder = tmp_path / "model"
     shutil.copytree(demo_audio_checkpoint(), folder)
     manifest = {**demo, "sampler_defaults": {**demo["sampler_defaults"], "steps": {"separate": {"cfg": 3}}}}

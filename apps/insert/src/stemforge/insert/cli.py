@@ -461,8 +461,8 @@ def _common(p: argparse.ArgumentParser, *, audio: bool = True) -> None:
         type=int,
         default=None,
         help="sampling steps (default 50; separate: the checkpoint's recorded steps for the method, else 50; "
-        "the embedded model records 10 for cfg, measured as good as 200 with DDIM: benchmarks/samplers/"
-        "RESULTS.md; MSG-LD uses 200)",
+        "the embedded model records 10 for cfg and 20 for gaussian, each measured as good as 200 with DDIM: "
+        "benchmarks/samplers/RESULTS.md; MSG-LD uses 200)",
     )
     p.add_argument(
         "--sampler",

@@ -12,7 +12,7 @@ from stemforge.samplers.inpainting import inpaint_sample, repaint_moves
 from stemforge.samplers.masked_discrete import masked_diffusion_loss, unmask_sample
 from stemforge.samplers.mixing import Mixing, apply_mixing, project_to_mixture
 from stemforge.samplers.msdm_dirac import msdm_dirac_separate
-from stemforge.samplers.msdm_gaussian import msdm_gaussian_separate
+from stemforge.samplers.msdm_gaussian import LikelihoodStep, likelihood_gain, msdm_gaussian_separate
 from stemforge.samplers.objectives import (
     Prediction,
     add_noise,
@@ -32,6 +32,7 @@ __all__ = [
     "DiagonalGaussianDenoiser",
     "GaussianMixtureDenoiser",
     "Generators",
+    "LikelihoodStep",
     "MarkovChainOracle",
     "Mixing",
     "NoiseSchedule",
@@ -56,6 +57,7 @@ __all__ = [
     "given_stems_loss",
     "ground_style",
     "inpaint_sample",
+    "likelihood_gain",
     "masked_diffusion_loss",
     "msdm_dirac_separate",
     "msdm_gaussian_separate",

@@ -13,11 +13,25 @@ the step is DDIM eq. 12 with ``(x0_hat, eps_hat) = ((x_t - sigma_t d) / alpha_t,
 ``sigma_y`` is a constant or a function of ``sigma_VE``; the default ``sigma_y = sigma_VE`` is
 MSDM's choice (the likelihood sharpens as the noise vanishes). Correction (resampling) steps as in
 the Dirac sampler. Unlike the Dirac sampler, the output meets the constraint only approximately.
+
+The likelihood term is stiff: over one step it multiplies the constraint residual ``y - mix(x)`` of a
+linear mixing by ``1 - lam`` with ``lam = (sigma_VE - c) sigma_VE |w|^2 / sigma_y^2`` (``c`` the
+step's VE coefficient of the direction: ``sigma_VE_next`` for eta = 0), which is below -1 when steps
+are few (with ``sigma_y = sigma_VE`` and the sum of 4 stems, ``lam = 4 (1 - sigma_next / sigma)``:
+every step that more than halves the noise), and the samples diverge. ``likelihood_step=
+"exponential"`` (the default) integrates that linear term exactly over the step with its coefficient
+frozen (exponential Euler): the likelihood gradient is scaled by ``(1 - exp(-lam)) / lam``, so the
+residual shrinks by ``exp(-lam)``, in (0, 1) for any step size; it tends to the explicit step as the
+steps get small. ``"explicit"`` is the plain step (MSDM's), refused before any work where it would
+diverge with a constant ``sigma_y``. A callable mixing has no closed-form ``|w|^2`` and always takes
+the explicit step.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -61,6 +75,22 @@ def likelihood_grad(x_ve: Tensor, mixture: Tensor, mixing: Mixing, sigma_y: Tens
     return grad / sigma_y**2
 
 
+LikelihoodStep = Literal["exponential", "explicit"]
+
+
+def likelihood_gain(
+    schedule: NoiseSchedule, t: float, t_next: float, eta: float, gamma: float, weights: Tensor
+) -> float:
+    """``lam``: the factor by which one explicit step from ``t`` to ``t_next`` (-1: the clean sample)
+    shrinks the constraint residual of a linear mixing with ``weights`` (residual x ``1 - lam``)."""
+    abar_t = float(schedule.alpha_bar(t))
+    abar_s = float(schedule.alpha_bar(t_next))
+    sigma = math.sqrt((1 - abar_t) / abar_t)
+    noise = eta * math.sqrt(max(0.0, (1 - abar_s) / max(1 - abar_t, 1e-300) * (1 - abar_t / abar_s)))
+    direction = math.sqrt(max(0.0, 1 - abar_s - noise**2)) / math.sqrt(abar_s)
+    return (sigma - direction) * sigma * float((weights.double() ** 2).sum()) / gamma**2
+
+
 def _check_stable(
     schedule: NoiseSchedule, t: float, t_next: float, gamma: Tensor, mixing: Mixing, like: Tensor
 ) -> None:
@@ -95,13 +125,20 @@ def msdm_gaussian_separate(
     generator: Generators = None,
     callback: StepCallback | None = None,
     progress: Progress | None = None,
+    likelihood_step: LikelihoodStep = "exponential",
 ) -> Tensor:
-    """Separate ``mixture`` (B, ...) into stems (B, S, ...) starting from noise ``x_T`` (B, S, ...)."""
+    """Separate ``mixture`` (B, ...) into stems (B, S, ...) starting from noise ``x_T`` (B, S, ...).
+
+    ``likelihood_step``: ``"exponential"`` (stable at any step count) or ``"explicit"`` (MSDM's
+    step); see the module docstring."""
     grid = timesteps(schedule, num_steps, spacing)
     _check_separation_inputs(x_T, mixture, schedule, grid[0], num_resamples)
     if isinstance(sigma_y, (int, float)) and sigma_y <= 0:
         raise ValueError(f"sigma_y={sigma_y} must be > 0")
-    linear_weights(mixing, x_T.shape[1], x_T)  # validates the option early
+    if likelihood_step not in ("exponential", "explicit"):
+        raise ValueError(f"likelihood_step={likelihood_step!r}: use 'exponential' or 'explicit'")
+    weights = linear_weights(mixing, x_T.shape[1], x_T)  # validates the option early
+    exponential = weights if likelihood_step == "exponential" else None
     y = mixture.float()
     x = x_T.float()
     for i in steps(len(grid), progress):
@@ -116,11 +153,16 @@ def msdm_gaussian_separate(
             gamma = torch.as_tensor(sigma_y(sigma_ve), dtype=torch.float32)
         else:
             gamma = torch.tensor(float(sigma_y))
-        if sigma_y is not None and t_next >= 0:
+        scale = 1.0
+        if exponential is not None:
+            lam = likelihood_gain(schedule, t, t_next, eta, float(gamma), exponential)
+            scale = -math.expm1(-lam) / lam if lam > 0 else 1.0
+        elif sigma_y is not None and t_next >= 0:
             _check_stable(schedule, t, t_next, gamma, mixing, x_T)
         for r in range(num_resamples):
             _, eps = denoise(model, x, t, schedule, cond, prediction, x_T.dtype)
-            direction = eps - sigma_ve * likelihood_grad(x / alpha_t, y, mixing, gamma.to(x.device))
+            grad = likelihood_grad(x / alpha_t, y, mixing, gamma.to(x.device))
+            direction = eps - (sigma_ve * scale) * grad
             x0 = (x - sigma_t * direction) / alpha_t
             noise = randn_like(x, generator) if eta > 0 and t_next >= 0 else None
             x_next = ddim_step(x0, direction, abar_t, abar_next, eta, noise)

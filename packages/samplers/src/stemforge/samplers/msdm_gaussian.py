@@ -22,9 +22,10 @@ every step that more than halves the noise), and the samples diverge. ``likeliho
 "exponential"`` (the default) integrates that linear term exactly over the step with its coefficient
 frozen (exponential Euler): the likelihood gradient is scaled by ``(1 - exp(-lam)) / lam``, so the
 residual shrinks by ``exp(-lam)``, in (0, 1) for any step size; it tends to the explicit step as the
-steps get small. ``"explicit"`` is the plain step (MSDM's), refused before any work where it would
-diverge with a constant ``sigma_y``. A callable mixing has no closed-form ``|w|^2`` and always takes
-the explicit step.
+steps get small (all but the last jump to the clean sample, whose ``lam`` is ``|w|^2`` at any step
+count with ``sigma_y = sigma_VE``). ``"explicit"`` is the plain step (MSDM's), refused before any
+work where it would diverge with a constant ``sigma_y``. A callable mixing has no closed-form
+``|w|^2`` and always takes the explicit step.
 """
 
 from __future__ import annotations

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_common import machine_info
 
 
 def stem_stats(latents: Tensor, stems: tuple[str, ...]) -> dict[str, dict[str, object]]:
@@ -98,13 +99,7 @@ def main() -> int:
             "stems": stem_stats(out, pipe.stems),
         }
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
-    result["machine"] = {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "load_average_at_end": os.getloadavg(),
-    }
+    result["machine"] = machine_info("cpu")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for name, block in [("real", result["real"]), *result["generated"].items()]:  # type: ignore[union-attr]

@@ -142,6 +142,22 @@ SHIPPED_SIZE = (
 )
 
 
+def _assert_only_the_decoder_moved(run: Path, export: Path) -> None:
+    """The run's exported weights keep the shipped codec's encoder exactly and moved its decoder."""
+    shipped = {
+        k.removeprefix("autoencoder."): v
+        for k, v in load_file(SHIPPED_CODEC / "model.safetensors").items()
+        if k.startswith("autoencoder.")
+    }
+    trained = load_file(export_checkpoint(run, export, weights="raw") / "model.safetensors")
+    assert shipped.keys() == trained.keys()
+    encoder = [k for k in shipped if k.startswith("encoder.")]
+    decoder = [k for k in shipped if k.startswith("decoder.") and shipped[k].is_floating_point()]
+    assert encoder and decoder
+    assert all(torch.equal(shipped[k], trained[k]) for k in encoder)
+    assert any(not torch.equal(shipped[k], trained[k]) for k in decoder)
+
+
 def test_decoder_trains_on_noisy_latents_from_a_shipped_codec_folder(tmp_path):
     """``run.init_from`` takes a waveform codec folder, and ``model.latent_noise`` trains the decoder
     on noisy latents with the encoder frozen: the encoder's weights stay those of the folder."""
@@ -153,19 +169,7 @@ def test_decoder_trains_on_noisy_latents_from_a_shipped_codec_folder(tmp_path):
         "model.latent_noise=0.3",
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    shipped = {
-        k.removeprefix("autoencoder."): v
-        for k, v in load_file(SHIPPED_CODEC / "model.safetensors").items()
-        if k.startswith("autoencoder.")
-    }
-    trained = load_file(
-        export_checkpoint(tmp_path / "noise", tmp_path / "export", weights="raw") / "model.safetensors"
-    )
-    assert shipped.keys() == trained.keys()
-    encoder = [k for k in shipped if k.startswith("encoder.")]
-    decoder = [k for k in shipped if k.startswith("decoder.") and shipped[k].is_floating_point()]
-    assert all(torch.equal(shipped[k], trained[k]) for k in encoder)
-    assert any(not torch.equal(shipped[k], trained[k]) for k in decoder)
+    _assert_only_the_decoder_moved(tmp_path / "noise", tmp_path / "export")
     # Without a frozen encoder the noise would move the latent space: refused before training.
     loose = _fit(f"run.out_dir={tmp_path / 'loose'}", *SHIPPED_SIZE, "model.latent_noise=0.3")
     assert loose.returncode == 2 and "model.freeze_encoder" in loose.stderr
@@ -189,3 +193,107 @@ def test_noisy_decoding_draws_its_noise_from_the_step_generator():
         other = task._decode_noisy(model, wave, torch.Generator().manual_seed(6))
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert not torch.allclose(first, clean)
+
+
+SHIPPED_PIPELINE = SHIPPED_CODEC.parent
+
+
+def _denoiser_config(**model) -> TrainConfig:
+    return TrainConfig.from_dict(
+        {
+            "task": "waveform_ae",
+            "model": {
+                "channels": 16,
+                "max_channels": 64,
+                "strides": [2, 4, 8],
+                "latent_dim": 16,
+                "kernel_size": 7,
+                "freeze_encoder": True,
+                "latent_denoiser": str(SHIPPED_PIPELINE),
+                **model,
+            },
+            "data": {"stems": ["soprano", "alto", "tenor", "bass"], "train_tracks": [str(FIXTURE)]},
+        }
+    )
+
+
+def test_latent_denoiser_options_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.latent_denoiser trains the waveform_ae decoder"):
+        CodecTask(_denoiser_config(freeze_encoder=False))
+    with pytest.raises(ConfigError, match=r"without model\.latent_noise"):
+        CodecTask(_denoiser_config(latent_noise=0.3))
+    with pytest.raises(ConfigError, match=r"is not a pipeline folder \(no pipeline.json\)"):
+        CodecTask(_denoiser_config(latent_denoiser=str(SHIPPED_CODEC)))
+    with pytest.raises(ConfigError, match=r"model\.latent_denoiser_max_step must be a timestep >= 0"):
+        CodecTask(_denoiser_config(latent_denoiser_max_step=-1))
+    # A decoder trained on another latent space's errors would be useless: refused at first use.
+    task = CodecTask(_denoiser_config())
+    with pytest.raises(ConfigError, match=r"codec encoder differs from this run's"):
+        task.denoised_latents(task.build_model(), torch.zeros(4, 8192), torch.Generator())
+
+
+def _fixture_segments(count: int, samples: int) -> torch.Tensor:
+    """(count * 4, samples): consecutive segments of the held-out chorale, the four stems of a segment
+    in consecutive rows (the collated codec batch)."""
+    stems = torch.stack(
+        [
+            torch.from_numpy(sf.read(FIXTURE / f"{s}.flac", dtype="float32")[0])
+            for s in ("soprano", "alto", "tenor", "bass")
+        ]
+    )
+    return torch.cat([stems[:, k * samples : (k + 1) * samples] for k in range(count)])
+
+
+def test_denoised_latents_are_the_unets_x0_prediction_of_the_true_latents():
+    """The decoder's inputs are the shipped U-Net's x0-predictions of the true latents, computed in the
+    pipeline's own layout and scale: at the last timestep they are the true latents within the
+    schedule's first noise level; at timestep 100 they keep an error of about the noise added (the
+    U-Net cannot predict the latents' fine detail, which is why the decoder must learn it)."""
+    from stemforge.codec import load_codec
+
+    codec = load_codec(SHIPPED_CODEC)
+    autoencoder = codec.autoencoder
+    task = CodecTask(_denoiser_config(latent_denoiser_max_step=100))
+    wave = _fixture_segments(2, 8192)
+    with torch.no_grad():
+        clean = autoencoder.encode(wave)
+        expected = codec.encode(wave.reshape(2, 4, -1))
+    assert torch.allclose(task.unet_latents(autoencoder, wave), expected, atol=1e-5)
+    scale = float(codec.scale_factor)
+    schedule = task._denoiser_parts(autoencoder).schedule
+
+    def error(step: int) -> float:
+        latent, target = task.denoised_latents(
+            autoencoder, wave, torch.Generator().manual_seed(0), steps=torch.full((2,), step)
+        )
+        assert torch.equal(target, wave)
+        return float((latent - clean).std()) * scale
+
+    alpha_bar = float(schedule.alphas_cumprod[100])
+    added = ((1 - alpha_bar) / alpha_bar) ** 0.5  # the noise of timestep 100 in units of x0
+    assert error(0) < 0.1
+    assert 0.5 * added < error(100) < 1.5 * added
+    # Drawn timesteps come from the step generator; tones replace the first rows, with clean latents.
+    toned = CodecTask(_denoiser_config(latent_denoiser_max_step=100))
+    toned.tone_fraction = 0.25
+    first = toned.denoised_latents(autoencoder, wave, torch.Generator().manual_seed(3))
+    again = toned.denoised_latents(autoencoder, wave, torch.Generator().manual_seed(3))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    latent, target = first
+    assert not torch.equal(target[:2], wave[:2]) and torch.equal(target[2:], wave[2:])
+    with torch.no_grad():
+        assert torch.allclose(latent[:2], autoencoder.encode(target[:2]), atol=1e-5)
+
+
+def test_decoder_trains_on_the_unets_predictions_through_fit(tmp_path):
+    """`fit` with model.latent_denoiser from the shipped codec folder: the encoder stays the
+    folder's (so the pipeline's latents stay valid), the decoder moves."""
+    run = _fit(
+        f"run.out_dir={tmp_path / 'denoised'}",
+        f"run.init_from={SHIPPED_CODEC}",
+        *SHIPPED_SIZE,
+        "model.freeze_encoder=true",
+        f"model.latent_denoiser={SHIPPED_PIPELINE}",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    _assert_only_the_decoder_moved(tmp_path / "denoised", tmp_path / "export")

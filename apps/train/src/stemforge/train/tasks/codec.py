@@ -51,6 +51,7 @@ class CodecTask:
                 "model.latent_noise trains the waveform_ae decoder on noisy latents, with model.freeze_encoder "
                 "true (the latent space must not move) and without model.adversarial; remove the key or set those"
             )
+        self._read_latent_denoiser(model)
         mel_spec = dict(model.mel)
         if mel_spec and self.kind == "waveform_ae":
             raise ConfigError("model.mel is for the mel_vae and vocoder tasks; remove it from this config")
@@ -105,6 +106,27 @@ class CodecTask:
                 "which ZeRO-3 partitions; use dist.zero_stage 0, 1 or 2 (codecs fit on one device)"
             )
         self._adversarial_on = self.adversarial_start_step <= 0
+
+    def _read_latent_denoiser(self, model: CodecModel) -> None:
+        """``model.latent_denoiser``: a pipeline folder whose U-Net's x0-predictions the decoder learns
+        to decode (see :meth:`_decode_denoised`); checked here, loaded at the first training step."""
+        self.latent_denoiser = model.latent_denoiser
+        self.latent_denoiser_max_step = model.latent_denoiser_max_step
+        self._denoiser: Any = None
+        if self.latent_denoiser is None:
+            return
+        if self.kind != "waveform_ae" or self.adversarial or not self.freeze_encoder or self.latent_noise:
+            raise ConfigError(
+                "model.latent_denoiser trains the waveform_ae decoder on a diffusion model's x0-predictions, "
+                "with model.freeze_encoder true, without model.adversarial and without model.latent_noise; "
+                "remove the key or set those"
+            )
+        folder = Path(self.latent_denoiser)
+        if not (folder / "pipeline.json").is_file():
+            raise ConfigError(
+                f"model.latent_denoiser: {folder} is not a pipeline folder (no pipeline.json); give the "
+                "folder `stemforge-train export` wrote for the LDM that will decode through this codec"
+            )
 
     def mel(self) -> nn.Module:
         if self._mel is None:
@@ -211,12 +233,16 @@ class CodecTask:
             reconstruction, posterior = model(mel)
             terms = vae_loss(reconstruction, mel, posterior, kl_weight=self.kl_weight)
             return terms["loss"], {"l1": float(terms["l1"].detach()), "kl": float(terms["kl"].detach())}
-        if self.tone_fraction and model.training:
+        if self.tone_fraction and model.training and not self.latent_denoiser:
             batch = with_tones(batch, self.tone_fraction, self.sample_rate, generator)
         inputs = batch if self.kind == "waveform_ae" else self.mel().to(batch.device)(batch)
         if self.adversarial:
             # Validation (model.eval()) scores the reconstruction only, comparable with non-GAN runs.
             terms = model(inputs, batch, adversarial=self._adversarial_on and model.training)
+        elif self.latent_denoiser and model.training:
+            fake, batch = self._decode_denoised(model, inputs, generator)
+            n = min(fake.shape[-1], batch.shape[-1])
+            terms = self._reconstruction(fake[..., :n], batch[..., :n])
         elif self.latent_noise and model.training:
             fake = self._decode_noisy(model, inputs, generator)
             n = min(fake.shape[-1], batch.shape[-1])
@@ -227,26 +253,111 @@ class CodecTask:
             terms = self._reconstruction(fake[..., :n], batch[..., :n])
         return terms["loss"], {k: float(v.detach()) for k, v in terms.items() if k != "loss"}
 
+    def _denoiser_parts(self, autoencoder: Any) -> Any:
+        """The pipeline of ``model.latent_denoiser``, loaded once; its codec must share the trained
+        encoder, or the decoder would learn the errors of another latent space."""
+        if self._denoiser is None:
+            from stemforge.pipelines import MultiTrackPipeline
+
+            pipe = MultiTrackPipeline.from_pretrained(str(self.latent_denoiser))
+            inner: Any = getattr(pipe.codec, "autoencoder", None)
+            if not isinstance(inner, nn.Module) or list(pipe.stems) != list(self.stem_names):
+                raise ConfigError(
+                    f"model.latent_denoiser: {self.latent_denoiser} has no waveform codec for the stems "
+                    f"{list(self.stem_names)}; give the pipeline of the LDM trained on this codec's latents"
+                )
+            mine = autoencoder.encoder.state_dict()
+            their_encoder: Any = inner.encoder
+            theirs = their_encoder.state_dict()
+            if mine.keys() != theirs.keys() or any(
+                not torch.equal(mine[k].float().cpu(), theirs[k].float().cpu()) for k in mine
+            ):
+                raise ConfigError(
+                    f"model.latent_denoiser: {self.latent_denoiser}'s codec encoder differs from this run's "
+                    "(run.init_from); start from the codec whose latents the pipeline's U-Net was trained on"
+                )
+            pipe.unet.eval().requires_grad_(False)
+            self._denoiser = pipe
+        return self._denoiser
+
+    def _decode_denoised(
+        self, model: nn.Module, wave: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """Decode :meth:`denoised_latents` (what a diffusion model's last steps leave) instead of the
+        true latents; returns the decoded audio and its targets."""
+        autoencoder = _waveform_autoencoder(model, "model.latent_denoiser")
+        latent, target = self.denoised_latents(autoencoder, wave, generator)
+        return autoencoder.decode(latent), target
+
+    def unet_latents(self, autoencoder: Any, wave: Tensor) -> Tensor:
+        """The frozen encoder's latents of ``wave`` (B * S, N) as the pipeline's U-Net sees them:
+        scaled, in its (B, S, C, T, F) layout (what the pipeline's codec ``encode`` returns)."""
+        pipe = self._denoiser_parts(autoencoder)
+        stems = len(self.stem_names)
+        freq = pipe.codec.latent_freq or 1
+        with torch.no_grad():
+            raw = autoencoder.encode(wave)  # (B * S, D, T)
+        rows, dim, frames = raw.shape
+        if rows % stems:
+            raise ValueError(f"model.latent_denoiser: {rows} rows are not whole segments of {stems} stems")
+        z0 = raw.reshape(rows, dim // freq, freq, frames).transpose(2, 3) * pipe.codec.scale_factor.to(raw)
+        return z0.reshape(rows // stems, stems, *z0.shape[1:])
+
+    def denoised_latents(
+        self,
+        autoencoder: Any,
+        wave: Tensor,
+        generator: torch.Generator,
+        steps: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The latents a diffusion model leaves at its final steps, with their target audio.
+
+        The segment's stems (``wave`` is (B * S, N), S consecutive rows per segment) are encoded by the
+        frozen encoder, scaled and laid out as the pipeline's U-Net sees them, noised to a timestep
+        drawn uniformly in [0, ``latent_denoiser_max_step``] per segment and replaced by the U-Net's
+        x0-prediction under the unconditional (dropped) mixture condition: what total generation
+        and arrangement decode, with an error the U-Net cannot remove (about the noise level itself
+        on the demonstration latents). ``data.tone_fraction`` tones then replace the first rows of
+        the targets, with their clean latents. ``steps`` (one per segment) replaces the drawn
+        timesteps. Returns unscaled latents (B * S, D, T) and targets."""
+        from stemforge.pipelines.sampling import unconditional
+        from stemforge.samplers import x0_and_eps
+
+        pipe = self._denoiser_parts(autoencoder)
+        freq = pipe.codec.latent_freq or 1
+        scale = pipe.codec.scale_factor.to(wave)
+        with torch.no_grad():
+            z0 = self.unet_latents(autoencoder, wave)
+            rows, dim, frames = wave.shape[0], z0.shape[2] * freq, z0.shape[3]
+            if steps is None:
+                steps = torch.randint(
+                    0, self.latent_denoiser_max_step + 1, (z0.shape[0],), generator=generator
+                )
+            alpha_bar = pipe.schedule.alphas_cumprod[steps].to(z0).reshape(-1, 1, 1, 1, 1)
+            alpha, sigma = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+            noisy = alpha * z0 + sigma * torch.randn(z0.shape, generator=generator).to(z0)
+            output = pipe.unet(noisy, steps.to(z0), unconditional(pipe, noisy))
+            x0, _ = x0_and_eps(output.float(), noisy, alpha, sigma, pipe.prediction)
+            latent = (x0.reshape(rows, *x0.shape[2:]) / scale).transpose(2, 3).reshape(rows, dim, frames)
+            target = wave
+            if self.tone_fraction:
+                target = with_tones(wave, self.tone_fraction, self.sample_rate, generator)
+                count = max(1, round(self.tone_fraction * rows))
+                latent = torch.cat([autoencoder.encode(target[:count]), latent[count:]])
+        return latent, target
+
     def _decode_noisy(self, model: nn.Module, wave: Tensor, generator: torch.Generator) -> Tensor:
         """Decode the (frozen) encoder's latent with Gaussian noise added, so that the decoder learns
         to turn a slightly wrong latent (what a diffusion model samples) into clean audio instead of
         a broadband noise floor. Each example draws its noise level uniformly in [0, latent_noise]
         times the batch latent's standard deviation (so clean latents stay in the training set)."""
-        from stemforge.codec import WaveformAutoencoder
-
-        # The strategy wrappers (lightning-fabric, DeepSpeed) forward only ``forward``; the encoder and
-        # decoder are called on the module itself (ZeRO-2 keeps whole parameters on every rank).
-        while not isinstance(model, WaveformAutoencoder):
-            inner = getattr(model, "_original_module", None) or getattr(model, "module", None)
-            if not isinstance(inner, nn.Module):
-                raise TypeError(f"model.latent_noise: no WaveformAutoencoder inside {type(model).__name__}")
-            model = inner
+        autoencoder = _waveform_autoencoder(model, "model.latent_noise")
         with torch.no_grad():
-            latent = model.encode(wave)
+            latent = autoencoder.encode(wave)
         level = torch.rand(latent.shape[0], 1, 1, generator=generator) * self.latent_noise
         noise = torch.randn(latent.shape, generator=generator)
         scale = latent.detach().std()
-        return model.decode(latent + (level * noise).to(latent) * scale)
+        return autoencoder.decode(latent + (level * noise).to(latent) * scale)
 
     def export_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -267,6 +378,20 @@ class CodecTask:
 
     def on_validation(self, model: nn.Module, out_dir: Path, step: int) -> None:
         return None
+
+
+def _waveform_autoencoder(model: nn.Module, option: str) -> Any:
+    """The WaveformAutoencoder inside the strategy wrappers (lightning-fabric and DeepSpeed forward
+    only ``forward``; the encoder and decoder are called on the module itself, and ZeRO-2 keeps whole
+    parameters on every rank)."""
+    from stemforge.codec import WaveformAutoencoder
+
+    while not isinstance(model, WaveformAutoencoder):
+        inner = getattr(model, "_original_module", None) or getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            raise TypeError(f"{option}: no WaveformAutoencoder inside {type(model).__name__}")
+        model = inner
+    return model
 
 
 def synthetic_tones(count: int, samples: int, sample_rate: int, generator: torch.Generator) -> Tensor:

@@ -6,7 +6,8 @@
 #
 # The codec trains in two stages: the whole autoencoder, then (while the LDM trains on the first
 # stage's latents) the decoder alone with the encoder frozen, so the latent space does not move; a
-# last decoder-only stage (log-mel term, cosine learning-rate decay) runs after the LDM.
+# last decoder-only stage (log-mel term, cosine learning-rate decay) runs after the LDM. A fifth
+# stage trains a copy of the decoder on the U-Net's x0-predictions: the pipeline's sample decoder.
 # The corpus was rendered with tinysoundfont (`hatch run no-deps-extras` installs it; without it
 # stemforge-data renders with midirenderer, the same SoundFont through another synthesiser).
 set -euo pipefail
@@ -32,4 +33,10 @@ stemforge-train export $R/ldm-continued $R/ldm-continued-export --dtype float16 
 stemforge-train fit $D/demo-waveform-ae-decoder-mel.yaml                # decoder only, 4000 steps
 stemforge-train export $R/codec-mel $R/codec-mel-export
 python $D/assemble_codec.py waveform $R/codec-mel-export --latent-freq 4 --corpus $R/corpus --out $R/codec-mel-final
-python $D/package_demo.py $R/ldm-continued-export $R/codec-mel-final --out apps/insert/src/stemforge/insert/checkpoints/demo-audio
+E=apps/insert/src/stemforge/insert/checkpoints/demo-audio
+python $D/package_demo.py $R/ldm-continued-export $R/codec-mel-final --out $E
+# The sample decoder: the decoder alone again, trained on the packaged U-Net's x0-predictions.
+stemforge-train fit $D/demo-waveform-ae-decoder-denoised.yaml --set data.slakh_root=$R/corpus
+stemforge-train export $R/codec-denoised $R/codec-denoised-export
+python $D/assemble_codec.py waveform $R/codec-denoised-export --latent-freq 4 --corpus $R/corpus --scale-from $E/codec --out $R/codec-denoised-final
+python $D/package_demo.py $R/ldm-continued-export $R/codec-mel-final --sample-decoder $R/codec-denoised-final --out $E

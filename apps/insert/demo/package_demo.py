@@ -2,7 +2,10 @@
 (stemforge-pipelines format, U-Net stored as float16), with a label that says what it is.
 
     python apps/insert/demo/package_demo.py runs/audio-demo/ldm-export runs/audio-demo/codec-final \
-        --out apps/insert/src/stemforge/insert/checkpoints/demo-audio
+        --sample-decoder runs/audio-demo/codec-denoised-final --out apps/insert/src/stemforge/insert/checkpoints/demo-audio
+
+``--sample-decoder``: a codec folder with the codec's encoder whose decoder learnt to decode the U-Net's
+samples (it decodes every sampled latent; the codec keeps encoding and round trips).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from pathlib import Path
 
 import torch
 
+from stemforge.codec import load_codec
 from stemforge.pipelines import MultiTrackPipeline
+from stemforge.pipelines.format import check_sample_decoder
 from stemforge.pipelines.sampling import SamplerDefaults
 
 LABEL = (
@@ -46,12 +51,23 @@ def main() -> None:
         help="separate's default steps with MSDM Gaussian, recorded in pipeline.json (default 20: the fewest "
         "within 0.2 dB SI-SDR of DDIM-200 on the held-out chorales, benchmarks/samplers/RESULTS.md)",
     )
+    parser.add_argument(
+        "--sample-decoder",
+        type=Path,
+        default=None,
+        help="a codec folder with the codec's encoder whose decoder was trained on the U-Net's samples "
+        "(apps/insert/demo/demo-waveform-ae-decoder-denoised.yaml); it decodes what the model samples",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         export = Path(tmp) / "export"
         shutil.copytree(args.ldm, export)
         shutil.copytree(args.codec, export / "codec")
         pipe = MultiTrackPipeline.from_pretrained(export)
+        sample_decoder = None
+        if args.sample_decoder is not None:
+            sample_decoder = load_codec(args.sample_decoder)
+            check_sample_decoder(pipe.codec, sample_decoder, args.sample_decoder)
         pipe = dataclasses.replace(
             pipe,
             label=LABEL,
@@ -60,6 +76,7 @@ def main() -> None:
             sampler_defaults=SamplerDefaults(
                 separate_steps={"cfg": args.cfg_steps, "gaussian": args.gaussian_steps}
             ),
+            sample_decoder=sample_decoder,
         )
         pipe.save_pretrained(args.out, dtype=torch.float16)
     print(f"demonstration pipeline written to {args.out}")

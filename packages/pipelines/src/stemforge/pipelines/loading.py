@@ -58,6 +58,10 @@ class AudioModel:
     sampler_defaults: SamplerDefaults | None = None
     """Sampler conventions the pipeline records (``pipeline.json`` ``"sampler_defaults"``, e.g. an
     imported MSG-LD checkpoint's); None: stemforge's defaults."""
+    sample_decoder: Any = None
+    """A codec of the same latent space (the codec's encoder and scale) whose decoder was trained
+    on what the diffusion model samples rather than on true latents (``pipeline.json`` component
+    ``sample_decoder``); it decodes every sampled latent. None: the codec decodes them."""
     _text_encoder: Any = field(default=None, init=False, repr=False)
 
     @property
@@ -102,12 +106,19 @@ class AudioModel:
         return int(self.codec.sample_rate)
 
     @property
+    def output_codec(self) -> Any:
+        """The codec that decodes sampled latents: :attr:`sample_decoder`, else :attr:`codec`."""
+        return self.codec if self.sample_decoder is None else self.sample_decoder
+
+    @property
     def config(self) -> Any:
         return self.unet.config
 
     def to(self, device: torch.device) -> Self:
         self.unet.to(device)
         self.codec.to(device)
+        if self.sample_decoder is not None:
+            self.sample_decoder.to(device)
         if self.style_encoder is not None:
             self.style_encoder.to(device)
         return self

@@ -54,8 +54,9 @@ def band_powers(x: Tensor) -> Tensor:
 
 
 def profile_summary(profiles: Profiles, decoded: Tensor, stems: tuple[str, ...]) -> dict[str, dict]:
-    """Per stem: level (dBFS RMS over the tracks), mean distance to its own test profile and to the
-    nearest other's, and how many tracks are closest to their own."""
+    """Per stem: level (dBFS RMS over the tracks), the mean over tracks of the distance to its own
+    test profile and of the distance to the nearest other stem's (nearest per track; eval_demo_audio.py
+    reports the smallest of the per-stem means instead), and how many tracks are closest to their own."""
     out = {}
     for i, stem in enumerate(stems):
         rows = [profiles.distances(decoded[b, i]) for b in range(decoded.shape[0])]

@@ -307,22 +307,30 @@ def load_multitrack(
     ).to(torch.device(device))
 
 
+def same_encoder(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two modules hold the same encoder weights: every state entry with an ``encoder``
+    path component (``encoder.*``, ``autoencoder.encoder.*``), equal in value; False when there is none."""
+
+    def encoder_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in model.state_dict().items() if "encoder" in k.split(".")}
+
+    mine, theirs = encoder_state(a), encoder_state(b)
+    return (
+        bool(mine)
+        and mine.keys() == theirs.keys()
+        and all(torch.equal(mine[k].float().cpu(), theirs[k].float().cpu()) for k in mine)
+    )
+
+
 def check_sample_decoder(codec: Any, decoder: Any, where: Path | str) -> None:
     """A sample decoder must share the codec's latent space: the same codec kind and configuration,
     scale factor and encoder weights (it may differ only in its decoder); else a
     :class:`PipelineError` naming ``where``."""
-
-    def encoder_state(model: Any) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in model.state_dict().items() if "encoder" in k.split(".")}
-
-    mine, theirs = encoder_state(codec), encoder_state(decoder)
     same = (
         type(codec) is type(decoder)
         and codec.config_dict() == decoder.config_dict()
         and float(codec.scale_factor) == float(decoder.scale_factor)
-        and bool(mine)
-        and mine.keys() == theirs.keys()
-        and all(torch.equal(mine[k].float().cpu(), theirs[k].float().cpu()) for k in mine)
+        and same_encoder(codec, decoder)
     )
     if not same:
         raise PipelineError(

@@ -258,6 +258,7 @@ class CodecTask:
         encoder, or the decoder would learn the errors of another latent space."""
         if self._denoiser is None:
             from stemforge.pipelines import MultiTrackPipeline
+            from stemforge.pipelines.format import same_encoder
 
             pipe = MultiTrackPipeline.from_pretrained(str(self.latent_denoiser))
             inner: Any = getattr(pipe.codec, "autoencoder", None)
@@ -266,12 +267,7 @@ class CodecTask:
                     f"model.latent_denoiser: {self.latent_denoiser} has no waveform codec for the stems "
                     f"{list(self.stem_names)}; give the pipeline of the LDM trained on this codec's latents"
                 )
-            mine = autoencoder.encoder.state_dict()
-            their_encoder: Any = inner.encoder
-            theirs = their_encoder.state_dict()
-            if mine.keys() != theirs.keys() or any(
-                not torch.equal(mine[k].float().cpu(), theirs[k].float().cpu()) for k in mine
-            ):
+            if not same_encoder(autoencoder, inner):
                 raise ConfigError(
                     f"model.latent_denoiser: {self.latent_denoiser}'s codec encoder differs from this run's "
                     "(run.init_from); start from the codec whose latents the pipeline's U-Net was trained on"

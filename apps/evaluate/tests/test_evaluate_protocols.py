@@ -58,6 +58,8 @@ def test_separation_one_and_two_processes_agree_and_resume(
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     assert first.stat().st_mtime_ns == stamp
     one = table(tmp_path / "one")
+    # No --eta: the eta the shipped model records for separation (ancestral DDIM, MSG-LD's).
+    assert json.loads((tmp_path / "one" / "results.json").read_text())["settings"]["eta"] == 1.0
     assert list(one) == ["mixture / S", "codec oracle", "cfg w=1"]
     assert all(v == pytest.approx(0.0, abs=1e-6) for v in one["mixture / S"]["si_sdri"].values())
     assert one["codec oracle"]["si_sdri_mean"] > 10.0  # the shipped codec: 15-20 dB on these stems
@@ -269,6 +271,8 @@ def test_arrangement_subsets_one_and_two_processes_agree(stem_set, tmp_path, one
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     one = json.loads((tmp_path / "one" / "results.json").read_text())
     # Named as the table names them, in its order (the singles, then the pairs).
+    # No --eta: the eta the shipped model records for arrangement (deterministic DDIM).
+    assert one["settings"]["eta"] == 0.0
     assert one["settings"]["subsets"] == ["bass", "soprano+alto"] and list(one["table"]) == [
         "bass",
         "soprano+alto",
@@ -295,9 +299,10 @@ def test_arrangement_subsets_one_and_two_processes_agree(stem_set, tmp_path, one
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert two["table"] == one["table"] and two["baselines"] == one["baselines"]
     # Other sampler settings and one subset: another model row, the same baselines.
-    other = ["--steps", "2", "--eta", "0", "--seed", "5", "--subsets", "bass"]
+    other = ["--steps", "2", "--eta", "1", "--seed", "5", "--subsets", "bass"]
     assert main([*base, *other, "--out", str(tmp_path / "other")]) == 0
     res = json.loads((tmp_path / "other" / "results.json").read_text())
+    assert res["settings"]["eta"] == 1.0
     assert res["table"]["bass"]["fad"] != one["table"]["bass"]["fad"]
     assert res["baselines"] == {"bass": one["baselines"]["bass"]}
 

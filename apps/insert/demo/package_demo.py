@@ -58,7 +58,18 @@ def main() -> None:
         help="a codec folder with the codec's encoder whose decoder was trained on the U-Net's samples "
         "(apps/insert/demo/demo-waveform-ae-decoder-denoised.yaml); it decodes what the model samples",
     )
+    parser.add_argument(
+        "--task-eta",
+        default="",
+        metavar="TASK=ETA,...",
+        help="DDIM eta of single tasks, recorded in pipeline.json (e.g. generate=0,arrange=0: "
+        "apps/insert/EVALUATION.md has the measurement); the others keep eta 1",
+    )
     args = parser.parse_args()
+    task_eta = {}
+    for item in filter(None, args.task_eta.split(",")):
+        task, _, value = item.partition("=")
+        task_eta[task.strip()] = float(value)
     with tempfile.TemporaryDirectory() as tmp:
         export = Path(tmp) / "export"
         shutil.copytree(args.ldm, export)
@@ -74,7 +85,8 @@ def main() -> None:
             segment_seconds=args.segment_seconds,
             path=args.out,
             sampler_defaults=SamplerDefaults(
-                separate_steps={"cfg": args.cfg_steps, "gaussian": args.gaussian_steps}
+                separate_steps={"cfg": args.cfg_steps, "gaussian": args.gaussian_steps},
+                task_eta=task_eta or None,
             ),
             sample_decoder=sample_decoder,
         )

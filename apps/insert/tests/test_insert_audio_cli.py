@@ -81,6 +81,23 @@ def test_separate_without_steps_takes_the_checkpoint_recorded_steps(tmp_path, ca
     assert not np.allclose(bass["default"], bass["two"])
 
 
+def test_generate_and_arrange_without_eta_take_the_checkpoint_recorded_task_eta(tmp_path, capsys):
+    """The embedded model records eta 0 for generate and arrange (deterministic DDIM: its ancestral
+    samples lose 10-15 dB on the upper stems, apps/insert/EVALUATION.md) and keeps eta 1 for the
+    other commands; an explicit --eta still wins."""
+    demo = json.loads((demo_audio_checkpoint() / "pipeline.json").read_text())
+    assert demo["sampler_defaults"]["eta"] == 1.0
+    assert demo["sampler_defaults"]["task_eta"] == {"generate": 0.0, "arrange": 0.0}
+    common = ("--seconds", "1.5", "--seed", "3", "--sample-rate", "8000")
+    bass = {}
+    for name, eta in (("default", ()), ("zero", ("--eta", "0")), ("one", ("--eta", "1"))):
+        rc, _, err = run(capsys, "generate", *common, *eta, "--out", str(tmp_path / name))
+        assert rc == 0, err
+        bass[name] = sf.read(str(tmp_path / name / "bass.wav"))[0]
+    assert np.array_equal(bass["default"], bass["zero"])
+    assert not np.allclose(bass["default"], bass["one"])
+
+
 @pytest.mark.parametrize("method", ["dirac", "gaussian"])
 def test_msdm_separation_runs_end_to_end(tmp_path, capsys, method):
     mix = excerpt(tmp_path, "mix.flac", 1.5, 16000)

@@ -518,6 +518,10 @@ def test_bad_sampler_defaults_entry(pipes: dict[str, MultiTrackPipeline], tmp_pa
         ({"steps": {"separate": {"karras": 5}}}, r"steps\.separate\.karras: unknown method"),
         ({"steps": {"separate": 10}}, r"steps\.separate must be a JSON object by method"),
         ({"steps": 10}, r"sampler_defaults\.steps must be a JSON object"),
+        ({"task_eta": {"mix": 0.0}}, r"task_eta\.mix: unknown task"),
+        ({"task_eta": {"generate": -1.0}}, r"task_eta\.generate -1\.0: give a number >= 0"),
+        ({"task_eta": {"generate": "0"}}, r"task_eta\.generate '0': give a number >= 0"),
+        ({"task_eta": 0.0}, r"sampler_defaults\.task_eta must be a JSON object"),
     ):
         (folder / "pipeline.json").write_text(json.dumps({**manifest, "sampler_defaults": entry}))
         with pytest.raises(PipelineError, match=r"pipeline\.json: .*" + message):
@@ -724,3 +728,43 @@ def test_released_key_sets(config_name: str, preset: str) -> None:
     assert shapes == expected
     unet_parameters = sum(math.prod(s) for k, s in shapes.items() if k.startswith("model.diffusion_model."))
     assert unet_parameters == info["unet_parameters"]
+
+
+@pytest.mark.filterwarnings("ignore:warning. the diffusion model")
+def test_recorded_task_eta(pipes: dict[str, MultiTrackPipeline], tmp_path: Path) -> None:
+    """``task_eta`` is written, read back and used by the task it names when no eta is given
+    (generation here: deterministic DDIM); the other tasks keep the common eta (ancestral) and an
+    explicit eta wins."""
+    import json
+
+    from stemforge.pipelines.sampling import SamplerDefaults, default_eta
+
+    recorded = dataclasses.replace(SamplerDefaults(), task_eta={"generate": 0.0, "arrange": 0.0})
+    folder = dataclasses.replace(pipes["ema"], sampler_defaults=recorded).save_pretrained(tmp_path / "eta")
+    manifest = json.loads((folder / "pipeline.json").read_text())
+    assert manifest["sampler_defaults"]["eta"] == 1.0
+    assert manifest["sampler_defaults"]["task_eta"] == {"generate": 0.0, "arrange": 0.0}
+    again = MultiTrackPipeline.from_pretrained(folder)
+    assert again.sampler_defaults == recorded
+    assert [default_eta(again, task) for task in ("generate", "arrange", "separate", None)] == [
+        0.0,
+        0.0,
+        1.0,
+        1.0,
+    ]
+
+    def generated(**options: object) -> torch.Tensor:
+        stems = again.generate(0.5, steps=4, allow_degenerate=True, **options)
+        return torch.stack(list(stems.values()))
+
+    # The same starting noise (seed) with eta 0 and with the recorded default: the same stems.
+    assert torch.equal(generated(seed=1), generated(seed=1, eta=0.0))
+    assert not torch.equal(generated(seed=1), generated(seed=1, eta=1.0))
+    mix = 0.1 * torch.randn(4000, generator=torch.Generator().manual_seed(0))
+
+    def separated(**options: object) -> torch.Tensor:
+        stems = again.separate(mix, 16000, steps=3, allow_degenerate=True, **options)
+        return torch.stack(list(stems.values()))
+
+    assert torch.equal(separated(seed=1), separated(seed=1, eta=1.0))
+    assert not torch.equal(separated(seed=1), separated(seed=1, eta=0.0))

@@ -50,8 +50,9 @@ def test_sample_decoder_keeps_the_sparse_stems_spectra_where_the_codec_fills_the
     """What the sampler's last steps leave (the U-Net's x0-prediction of the true latents at
     timestep 42, an error of about 0.24 it cannot remove) decoded by the codec and by the sample
     decoder. Measured on this chorale (2.56 s from 1 s in, seed 0): profile distance to the true
-    stem, soprano 2.15 (codec) against 0.86 (sample decoder), alto 2.62 against 1.41; on 4 held-out
-    test chorales 5.48 / 1.89 and 2.00 / 1.11 (benchmarks/insert/latent_denoising_*.json)."""
+    stem, soprano 1.64 (codec) against 0.70 (sample decoder), alto 1.97 against 1.10 (the model
+    shipped before, stage-2 U-Net and its sample decoder: 2.15 / 0.86 and 2.62 / 1.41; on 4 held-out
+    test chorales 5.48 / 1.89 and 2.00 / 1.11, benchmarks/insert/latent_denoising_*.json)."""
     stems = torch.stack(
         [torch.from_numpy(sf.read(CHORALE / f"{s}.flac", dtype="float32")[0]) for s in STEMS]
     )[:, 16000 : 16000 + 40960]

@@ -124,6 +124,25 @@ def _vggish_weights(args: argparse.Namespace) -> str:
     return str(Path(args.vggish_weights).resolve()) if args.vggish_weights else ""
 
 
+#: The pipeline task each audio protocol runs (its recorded eta is the protocol's default).
+_PROTOCOL_TASKS = {
+    "separation": "separate",
+    "generation": "generate",
+    "arrangement": "arrange",
+    "subtractive": "insert",
+    "accompaniment": "accompany",
+}
+
+
+def _eta(args: argparse.Namespace, pipe: Any) -> float:
+    """--eta, else the eta the pipeline records for the protocol's task, else 1 (the original's)."""
+    from stemforge.pipelines.sampling import default_eta
+
+    if args.eta is not None:
+        return float(args.eta)
+    return default_eta(pipe, _PROTOCOL_TASKS.get(args.command))
+
+
 def _run_audio_protocol(
     args: argparse.Namespace, settings_cls: type, run: Any, read_stems: Any = None, **specific: Any
 ) -> int:
@@ -145,7 +164,7 @@ def _run_audio_protocol(
     settings = settings_cls(
         steps=args.steps,
         sampler=args.sampler,
-        eta=args.eta,
+        eta=_eta(args, pipe),
         seed=args.seed,
         seconds=args.seconds if args.seconds > 0 else None,
         offset=args.offset,
@@ -312,7 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
             choices=("ddim", "dpm", "dpm3", "ddpm"),
             help="ddim, dpm (DPM-Solver++(2M)), dpm3 (DPM-Solver++(3M)) or ddpm (default ddim)",
         )
-        p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1, the original code's)")
+        p.add_argument(
+            "--eta",
+            type=float,
+            default=None,
+            help="DDIM eta (default: the checkpoint's recorded eta for the protocol's task, else 1, the "
+            "original code's)",
+        )
         p.add_argument(
             "--seconds", type=float, default=4.0, help="seconds per track; 0 for whole tracks (default 4)"
         )

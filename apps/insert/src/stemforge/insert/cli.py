@@ -162,8 +162,9 @@ def _run_audio_command(
         method = args.method if args.command == "separate" else None
         sampling = dataclasses.replace(sampling, steps=default_steps(model, args.command, method))
     sampling.check_schedule(model.schedule.num_steps)
-    if args.eta is None:
-        sampling = dataclasses.replace(sampling, eta=default_eta(model))
+    if args.eta is None:  # the command's task: "audio" inserts a stem
+        task = {"audio": "insert"}.get(args.command, args.command)
+        sampling = dataclasses.replace(sampling, eta=default_eta(model, task))
     if "guidance" in options and options["guidance"] is None:
         options["guidance"] = default_separation_guidance(model)
     if takes_inputs:
@@ -474,7 +475,7 @@ def _common(p: argparse.ArgumentParser, *, audio: bool = True) -> None:
         "--eta",
         type=float,
         default=None,
-        help="DDIM eta (default: the checkpoint's recorded value, else 1, MSG-LD's choice)",
+        help="DDIM eta (default: the checkpoint's recorded value for the command, else 1, MSG-LD's choice)",
     )
     p.add_argument("--batch-size", type=int, default=1, help="chunks sampled together (default 1)")
     p.add_argument(

@@ -11,7 +11,7 @@ waveforms at the input's rate and length::
 
 Options common to every method: ``steps`` (default 50; ``separate``: the pipeline's recorded
 steps for the method, else 50), ``sampler`` ("ddim", "dpm", "dpm3", "ddpm"), ``eta`` (default:
-the pipeline's recorded value, else 1), ``seed``, ``chunk_seconds`` (default: the training
+the pipeline's recorded value for the task, else its common one, else 1), ``seed``, ``chunk_seconds`` (default: the training
 segment), ``overlap``, ``batch_size``, ``reporter`` (an object with ``start_chunks / chunks_done /
 steps / note``, :mod:`stemforge.pipelines.progress`) and ``allow_degenerate``.
 
@@ -61,6 +61,7 @@ MAX_GENERATE_SECONDS = 600.0
 
 def _options(
     defaults: Any = None,
+    task: str | None = None,
     *,
     steps: int = DEFAULT_STEPS,
     sampler: str = "ddim",
@@ -73,7 +74,7 @@ def _options(
     allow_degenerate: bool = False,
 ) -> tuple[SamplingOptions, ChunkOptions, Reporter, OutputChecks]:
     if eta is None:
-        eta = DEFAULT_ETA if defaults is None else defaults.eta
+        eta = DEFAULT_ETA if defaults is None else defaults.eta_for(task)
     return (
         SamplingOptions(steps=steps, sampler=sampler, eta=eta, seed=seed),  # type: ignore[arg-type]
         ChunkOptions(chunk_seconds=chunk_seconds, overlap=overlap, batch_size=batch_size),
@@ -514,7 +515,7 @@ class MultiTrackPipeline(AudioModel):
         form. ``steps`` default: the pipeline's recorded steps for ``method``, else 50. Returns
         {stem: (N,)}."""
         options.setdefault("steps", default_steps(self, "separate", method))
-        sampling, chunking, reporter, checks = _options(self.sampler_defaults, **options)
+        sampling, chunking, reporter, checks = _options(self.sampler_defaults, "separate", **options)
         if guidance is None:
             guidance = default_separation_guidance(self)
         self.check_separation(method, sampling)
@@ -540,7 +541,7 @@ class MultiTrackPipeline(AudioModel):
     ) -> dict[str, Tensor]:
         """``seconds`` of every stem generated together (MSG-LD's total generation, w = 0), at
         ``sample_rate`` (default: the model's). Returns {stem: (N,)}."""
-        sampling, chunking, reporter, checks = _options(self.sampler_defaults, **options)
+        sampling, chunking, reporter, checks = _options(self.sampler_defaults, "generate", **options)
         self.check_generation(seconds)
         rate = sample_rate or self.sample_rate
         waves = self.generate_waves(
@@ -558,7 +559,7 @@ class MultiTrackPipeline(AudioModel):
     ) -> dict[str, Tensor]:
         """The missing stems generated around the ``given`` ones ({stem: (N,)} at ``sample_rate``;
         MSG-LD's arrangement by inpainting). Returns {missing stem: (N,)}."""
-        sampling, chunking, reporter, checks = _options(self.sampler_defaults, **options)
+        sampling, chunking, reporter, checks = _options(self.sampler_defaults, "arrange", **options)
         if not given:
             raise PipelineError("arrange: give at least one stem")
         self.check_arrangement(list(given), sampling)
@@ -586,7 +587,7 @@ class MultiTrackPipeline(AudioModel):
     ) -> Tensor:
         """``stem`` (N,) inserted into ``mix`` (N,) that lacks it (Subtractive Training with a text
         ``instruction`` and CFG ``guidance``; a joint model inserts by MSDM's Dirac posterior)."""
-        sampling, chunking, reporter, checks = _options(self.sampler_defaults, **options)
+        sampling, chunking, reporter, checks = _options(self.sampler_defaults, "insert", **options)
         self.check_insertion(stem)
         wave = self.insert_waves(
             self._to_model_rate(mix, sample_rate, "mix"),
@@ -614,7 +615,7 @@ class MultiTrackPipeline(AudioModel):
     ) -> Tensor:
         """``stem`` (N,) accompanying ``mix`` (N,), in the timbre of ``style`` (a reference at the
         same ``sample_rate``) when given (Pasini et al.)."""
-        sampling, chunking, reporter, checks = _options(self.sampler_defaults, **options)
+        sampling, chunking, reporter, checks = _options(self.sampler_defaults, "accompany", **options)
         self.check_accompaniment(style_strength, guidance, rescale)
         self.check_insertion(stem)
         wave = self.accompany_waves(

@@ -58,7 +58,10 @@ class SamplerDefaults:
       ``final_timestep=0``), for DDIM sampling and for inpainting (arrangement, continued
       generation) alike. MSDM's Dirac / Gaussian separation, which the original code does not
       have, takes ``spacing="leading"``: the same grid when S divides N, ending at the clean sample.
-    - ``eta``: the DDIM eta when none is given (MSG-LD: 1).
+    - ``eta``: the DDIM eta when none is given (MSG-LD: 1); ``task_eta``: the eta of single tasks
+      (``{"generate": 0.0, "arrange": 0.0}``, keys of :data:`ETA_TASKS`) where it differs, recorded
+      with the measurement that chose it (a model whose unconditional samples lose level with eta
+      1 but whose separation needs it).
     - ``unconditional``: ``"drop"`` (the U-Net's ``drop`` flag: its null conditioning) or
       ``"zero_mix"`` (an all-zero mixture latent and nothing dropped, the original's input).
     - ``separate_guidance``: w of ``separate`` when none is given (MSG-LD eval config: 1);
@@ -77,6 +80,11 @@ class SamplerDefaults:
     generate_guidance: float = 0.0
     arrange_guidance: float = 0.0
     separate_steps: Mapping[str, int] | None = None
+    task_eta: Mapping[str, float] | None = None
+
+    def eta_for(self, task: str | None) -> float:
+        """The DDIM eta of ``task`` (a key of :data:`ETA_TASKS`; None: the common one)."""
+        return float((self.task_eta or {}).get(task or "", self.eta))
 
     def __post_init__(self) -> None:
         if self.ddim_timesteps not in DDIM_TIMESTEPS:
@@ -89,6 +97,13 @@ class SamplerDefaults:
             )
         if not self.eta >= 0:
             raise PipelineError(f"sampler_defaults.eta {self.eta}: must be >= 0")
+        for task, value in (self.task_eta or {}).items():
+            if task not in ETA_TASKS:
+                raise PipelineError(
+                    f"sampler_defaults.task_eta.{task}: unknown task; use {', '.join(ETA_TASKS)}"
+                )
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise PipelineError(f"sampler_defaults.task_eta.{task} {value!r}: give a number >= 0")
         if not self.separate_guidance >= 0:
             raise PipelineError(f"sampler_defaults.guidance.separate {self.separate_guidance}: must be >= 0")
         for method, steps in (self.separate_steps or {}).items():
@@ -125,6 +140,8 @@ class SamplerDefaults:
         }
         if self.separate_steps:
             data["steps"] = {"separate": dict(self.separate_steps)}
+        if self.task_eta:
+            data["task_eta"] = {task: float(value) for task, value in self.task_eta.items()}
         return data
 
     @classmethod
@@ -132,9 +149,10 @@ class SamplerDefaults:
         """Read :meth:`to_dict`'s form; unknown keys are refused (written by a newer version)."""
         if not isinstance(data, Mapping):
             raise PipelineError(f"{source}: sampler_defaults must be a JSON object")
-        known = {"ddim_timesteps", "eta", "unconditional", "guidance", "steps"}
+        known = {"ddim_timesteps", "eta", "unconditional", "guidance", "steps", "task_eta"}
         guidance, steps = data.get("guidance", {}), data.get("steps", {})
-        for name, value in (("guidance", guidance), ("steps", steps)):
+        task_eta = data.get("task_eta", {})
+        for name, value in (("guidance", guidance), ("steps", steps), ("task_eta", task_eta)):
             if not isinstance(value, Mapping):
                 raise PipelineError(f"{source}: sampler_defaults.{name} must be a JSON object")
         unknown = (
@@ -158,6 +176,7 @@ class SamplerDefaults:
                 generate_guidance=float(guidance.get("generate", 0.0)),
                 arrange_guidance=float(guidance.get("arrange", 0.0)),
                 separate_steps=None if separate_steps is None else dict(separate_steps),
+                task_eta=dict(task_eta) or None,
             )
         except PipelineError as err:
             raise PipelineError(f"{source}: {err}") from err
@@ -168,6 +187,8 @@ class SamplerDefaults:
 
 
 _TASKS = ("separate", "generate", "arrange")
+#: The tasks ``SamplerDefaults.task_eta`` may name (``insert``: a joint model's Dirac insertion).
+ETA_TASKS: tuple[str, ...] = ("separate", "generate", "arrange", "insert", "accompany")
 
 
 def defaults_of(model: object) -> SamplerDefaults | None:
@@ -175,9 +196,11 @@ def defaults_of(model: object) -> SamplerDefaults | None:
     return getattr(model, "sampler_defaults", None)
 
 
-def default_eta(model: object) -> float:
+def default_eta(model: object, task: str | None = None) -> float:
+    """The DDIM eta of ``task`` when none is given: the pipeline's recorded one for the task, else
+    its common one, else :data:`DEFAULT_ETA`."""
     defaults = defaults_of(model)
-    return DEFAULT_ETA if defaults is None else defaults.eta
+    return DEFAULT_ETA if defaults is None else defaults.eta_for(task)
 
 
 def default_steps(model: object, task: str, method: str | None = None) -> int:

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from stemforge.train.checkpoint import export_checkpoint
 from stemforge.train.config import ConfigError, TrainConfig
-from stemforge.train.tasks.codec import CodecTask, synthetic_tones, with_tones
+from stemforge.train.tasks.codec import CodecTask, latent_roughness, synthetic_tones, with_tones
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURE = ROOT / "tests" / "fixtures" / "audio" / "chorale_16k"
@@ -170,20 +170,50 @@ def test_decoder_trains_on_noisy_latents_from_a_shipped_codec_folder(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     _assert_only_the_decoder_moved(tmp_path / "noise", tmp_path / "export")
-    # Without a frozen encoder the noise would move the latent space: refused before training.
-    loose = _fit(f"run.out_dir={tmp_path / 'loose'}", *SHIPPED_SIZE, "model.latent_noise=0.3")
-    assert loose.returncode == 2 and "model.freeze_encoder" in loose.stderr
+
+
+def test_noise_bottleneck_trains_the_encoder_too(tmp_path):
+    """``model.latent_noise`` without ``model.freeze_encoder`` is a noise bottleneck: the encoder learns
+    under the decoder's noisy latents, so its weights move away from the folder's."""
+    run = _fit(
+        f"run.out_dir={tmp_path / 'bottleneck'}",
+        f"run.init_from={SHIPPED_CODEC}",
+        *SHIPPED_SIZE,
+        "model.latent_noise=0.5",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    shipped = {
+        k.removeprefix("autoencoder."): v
+        for k, v in load_file(SHIPPED_CODEC / "model.safetensors").items()
+        if k.startswith("autoencoder.")
+    }
+    trained = load_file(
+        export_checkpoint(tmp_path / "bottleneck", tmp_path / "export", weights="raw") / "model.safetensors"
+    )
+    encoder = [k for k in shipped if k.startswith("encoder.") and shipped[k].is_floating_point()]
+    assert encoder and any(not torch.equal(shipped[k], trained[k]) for k in encoder)
+    # With the GAN objective the option is refused before training, naming the conflict.
+    gan = _fit(
+        f"run.out_dir={tmp_path / 'gan'}", *SHIPPED_SIZE, "model.latent_noise=0.3", "model.adversarial=true"
+    )
+    assert gan.returncode == 2 and "model.adversarial" in gan.stderr
+
+
+def _tiny_task(**model) -> CodecTask:
+    """The tiny waveform autoencoder's task with the given training keys of ``model``."""
+    return CodecTask(
+        TrainConfig.from_dict(
+            {
+                "task": "waveform_ae",
+                "model": {"preset": "tiny", **model},
+                "data": {"train_tracks": [str(FIXTURE)]},
+            }
+        )
+    )
 
 
 def test_noisy_decoding_draws_its_noise_from_the_step_generator():
-    config = TrainConfig.from_dict(
-        {
-            "task": "waveform_ae",
-            "model": {"preset": "tiny", "freeze_encoder": True, "latent_noise": 0.5},
-            "data": {"train_tracks": [str(FIXTURE)]},
-        }
-    )
-    task = CodecTask(config)
+    task = _tiny_task(freeze_encoder=True, latent_noise=0.5)
     model = task.build_model().eval()
     wave = torch.randn(3, 4096) * 0.1
     with torch.no_grad():
@@ -193,6 +223,18 @@ def test_noisy_decoding_draws_its_noise_from_the_step_generator():
         other = task._decode_noisy(model, wave, torch.Generator().manual_seed(6))
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert not torch.allclose(first, clean)
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_noisy_decoding_trains_the_encoder_only_without_freeze_encoder(frozen):
+    """Through the noisy latents the loss reaches the encoder (the noise bottleneck) unless it is frozen."""
+    task = _tiny_task(freeze_encoder=frozen, latent_noise=0.5)
+    model = task.build_model().train()
+    wave = torch.randn(2, 4096) * 0.1
+    task._decode_noisy(model, wave, torch.Generator().manual_seed(0)).square().mean().backward()
+    encoder_grads = [p.grad for p in model.encoder.parameters()]
+    assert all(g is None for g in encoder_grads) == frozen
+    assert all(p.grad is not None for p in model.decoder.parameters())
 
 
 SHIPPED_PIPELINE = SHIPPED_CODEC.parent
@@ -297,3 +339,29 @@ def test_decoder_trains_on_the_unets_predictions_through_fit(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     _assert_only_the_decoder_moved(tmp_path / "denoised", tmp_path / "export")
+
+
+def test_latent_roughness_tells_a_white_latent_from_a_slow_one():
+    white = torch.randn(2, 8, 4000, generator=torch.Generator().manual_seed(0))
+    slow = torch.sin(torch.linspace(0, 12.0, 4000)).expand(2, 8, -1) + 0.01 * white
+    assert abs(float(latent_roughness(white)) - 2.0) < 0.1
+    assert float(latent_roughness(slow)) < 0.01
+    # Scale-free: the encoder cannot lower it by shrinking its latent.
+    assert torch.allclose(latent_roughness(white * 1e-3), latent_roughness(white), rtol=1e-4)
+
+
+def test_latent_smoothness_adds_its_term_and_trains_the_encoder():
+    task = _tiny_task(latent_smoothness=1.0)
+    model = task.build_model().train()
+    wave = _fixture_segments(2, 4096)
+    loss, metrics = task.loss(model, wave, torch.Generator().manual_seed(0))
+    latent = model.encode(wave).detach()
+    assert metrics["roughness"] == pytest.approx(float(latent_roughness(latent)), rel=1e-4)
+    plain = task._reconstruction(model(wave), wave)["loss"].detach()
+    assert float(loss.detach()) == pytest.approx(float(plain) + metrics["roughness"], rel=1e-4)
+    loss.backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    with pytest.raises(ConfigError, match=r"model\.latent_smoothness .* encoder must train"):
+        _tiny_task(latent_smoothness=1.0, freeze_encoder=True)
+    with pytest.raises(ConfigError, match=r"model\.latent_smoothness must be a number >= 0"):
+        _tiny_task(latent_smoothness=-1.0)

@@ -128,6 +128,7 @@ class CodecModel:
     freeze_encoder: bool = False
     mel_weight: float = 0.0
     latent_noise: float = 0.0
+    latent_smoothness: float = 0.0
     latent_denoiser: str | None = None
     latent_denoiser_max_step: int = 100
     adversarial: bool = False
@@ -142,6 +143,10 @@ class CodecModel:
             raise ConfigError(f"model.mel_weight must be a number >= 0, got {self.mel_weight!r}")
         if not 0 <= self.latent_noise <= 1:
             raise ConfigError(f"model.latent_noise must be a number in [0, 1], got {self.latent_noise!r}")
+        if self.latent_smoothness < 0:
+            raise ConfigError(
+                f"model.latent_smoothness must be a number >= 0, got {self.latent_smoothness!r}"
+            )
         if self.latent_denoiser_max_step < 0:
             raise ConfigError(
                 f"model.latent_denoiser_max_step must be a timestep >= 0, got {self.latent_denoiser_max_step!r}"

@@ -46,10 +46,17 @@ class CodecTask:
                 "model.adversarial (the vocoder and the GAN step have their own mel term); remove the key"
             )
         self.latent_noise = model.latent_noise
-        if self.latent_noise and (self.kind != "waveform_ae" or self.adversarial or not self.freeze_encoder):
+        if self.latent_noise and (self.kind != "waveform_ae" or self.adversarial):
             raise ConfigError(
-                "model.latent_noise trains the waveform_ae decoder on noisy latents, with model.freeze_encoder "
-                "true (the latent space must not move) and without model.adversarial; remove the key or set those"
+                "model.latent_noise trains the waveform_ae task on noisy latents (the decoder alone with "
+                "model.freeze_encoder, else the whole autoencoder through a noise bottleneck) and works "
+                "without model.adversarial; remove the key or model.adversarial"
+            )
+        self.latent_smoothness = model.latent_smoothness
+        if self.latent_smoothness and (self.kind != "waveform_ae" or self.adversarial or self.freeze_encoder):
+            raise ConfigError(
+                "model.latent_smoothness penalises the waveform_ae encoder's frame-to-frame latent change, "
+                "so the encoder must train: remove the key, model.freeze_encoder or model.adversarial"
             )
         self._read_latent_denoiser(model)
         mel_spec = dict(model.mel)
@@ -243,6 +250,14 @@ class CodecTask:
             fake, batch = self._decode_denoised(model, inputs, generator)
             n = min(fake.shape[-1], batch.shape[-1])
             terms = self._reconstruction(fake[..., :n], batch[..., :n])
+        elif self.latent_smoothness and model.training:
+            autoencoder = _waveform_autoencoder(model, "model.latent_smoothness")
+            latent = autoencoder.encode(inputs)
+            fake = autoencoder.decode(latent + self._latent_noise(latent, generator))
+            n = min(fake.shape[-1], batch.shape[-1])
+            terms = self._reconstruction(fake[..., :n], batch[..., :n])
+            terms["roughness"] = latent_roughness(latent)
+            terms["loss"] = terms["loss"] + self.latent_smoothness * terms["roughness"]
         elif self.latent_noise and model.training:
             fake = self._decode_noisy(model, inputs, generator)
             n = min(fake.shape[-1], batch.shape[-1])
@@ -343,17 +358,28 @@ class CodecTask:
         return latent, target
 
     def _decode_noisy(self, model: nn.Module, wave: Tensor, generator: torch.Generator) -> Tensor:
-        """Decode the (frozen) encoder's latent with Gaussian noise added, so that the decoder learns
-        to turn a slightly wrong latent (what a diffusion model samples) into clean audio instead of
-        a broadband noise floor. Each example draws its noise level uniformly in [0, latent_noise]
-        times the batch latent's standard deviation (so clean latents stay in the training set)."""
+        """Decode the encoder's latent with Gaussian noise added, so that the decoder learns to turn a
+        slightly wrong latent (what a diffusion model samples) into clean audio instead of a broadband
+        noise floor. Each example draws its noise level uniformly in [0, latent_noise] times the batch
+        latent's standard deviation (so clean latents stay in the training set).
+
+        With a frozen encoder only the decoder adapts. With a trainable one this is a noise bottleneck
+        (a fixed-variance VAE whose noise scales with the latent, so no latent scale beats it): the
+        encoder learns to put what the decoder needs where a diffusion model's error of that size
+        does not destroy it."""
         autoencoder = _waveform_autoencoder(model, "model.latent_noise")
-        with torch.no_grad():
+        with torch.set_grad_enabled(not self.freeze_encoder):
             latent = autoencoder.encode(wave)
+        return autoencoder.decode(latent + self._latent_noise(latent, generator))
+
+    def _latent_noise(self, latent: Tensor, generator: torch.Generator) -> Tensor:
+        """Gaussian noise for ``latent`` (B, D, T): each example's level uniform in [0, latent_noise]
+        times the batch latent's standard deviation (zeros without ``model.latent_noise``)."""
+        if not self.latent_noise:
+            return torch.zeros_like(latent)
         level = torch.rand(latent.shape[0], 1, 1, generator=generator) * self.latent_noise
         noise = torch.randn(latent.shape, generator=generator)
-        scale = latent.detach().std()
-        return autoencoder.decode(latent + (level * noise).to(latent) * scale)
+        return (level * noise).to(latent) * latent.detach().std()
 
     def export_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -374,6 +400,15 @@ class CodecTask:
 
     def on_validation(self, model: nn.Module, out_dir: Path, step: int) -> None:
         return None
+
+
+def latent_roughness(latent: Tensor) -> Tensor:
+    """Mean squared frame-to-frame change of ``latent`` (B, D, T) over its variance along time:
+    about 2 for a latent white along time, near 0 for a slowly varying one; scale-free, so that the
+    encoder cannot lower it by shrinking the latent."""
+    centred = latent - latent.mean(-1, keepdim=True)
+    change = (latent[..., 1:] - latent[..., :-1]).square().mean()
+    return change / centred.square().mean().clamp_min(1e-8)
 
 
 def _waveform_autoencoder(model: nn.Module, option: str) -> Any:

@@ -127,3 +127,47 @@ def test_arranged_bass_has_a_bass_level_under_the_given_stems(tmp_path, capsys):
     assert abs(rms_db(bass) - rms_db(reference("bass"))) < 12.0
     mix, _ = read(out / "mix.wav")
     assert np.isfinite(mix.numpy()).all()
+
+
+def _write(path: Path, wave: torch.Tensor, rate: int) -> Path:
+    """``wave`` (16 kHz) resampled to ``rate`` and written as FLAC (24-bit) or Opus by the suffix."""
+    data = resample(wave, 16000, rate).numpy()
+    if path.suffix == ".opus":
+        sf.write(path, data, rate, format="OGG", subtype="OPUS")
+    else:
+        sf.write(path, data, rate, subtype="PCM_24")
+    return path
+
+
+@pytest.mark.parametrize(("fmt", "rate"), [("flac", 44100), ("opus", 48000)])
+def test_every_audio_command_passes_its_output_checks_on_real_files(tmp_path, capsys, fmt, rate):
+    """`audio`, `accompany`, `arrange` and CFG `separate` on the held-out chorale read from a 44.1 kHz
+    FLAC / 48 kHz Opus file: each exits 0 (a degenerate output is an error naming its component),
+    writes at the input's rate and length, and its bass / stems sit at a sensible level (neither
+    silent nor louder than the mix)."""
+    no_bass = _write(
+        tmp_path / f"no_bass.{fmt}", sum(reference(n) for n in ("soprano", "alto", "tenor")), rate
+    )
+    bass = _write(tmp_path / f"bass.{fmt}", reference("bass"), rate)
+    mix = _write(tmp_path / f"mix.{fmt}", reference("mix"), rate)
+    style = tmp_path / "style.wav"
+    sf.write(style, reference("bass", start=0, seconds=1.5).numpy(), 16000)
+    runs = {
+        "audio": (["audio", str(no_bass), "--stem", "bass"], no_bass, ["bass"]),
+        "accompany": (
+            ["accompany", str(no_bass), "--stem", "bass", "--style", str(style)],
+            no_bass,
+            ["bass"],
+        ),
+        "arrange": (["arrange", "--given", f"bass={bass}"], bass, ["soprano", "alto", "tenor"]),
+        "separate": (["separate", str(mix), "--method", "cfg"], mix, list(STEMS)),
+    }
+    loudest = rms_db(reference("mix")) + 3.0
+    for command, (args, source, written) in runs.items():
+        out = tmp_path / command
+        rc = main([*args, "--steps", STEPS, "--quiet", "--out", str(out)])
+        assert rc == 0, (command, capsys.readouterr().err)
+        for name in written:
+            wave, out_rate = read(out / f"{name}.wav")
+            assert out_rate == rate and wave.shape[-1] == sf.info(source).frames, (command, name)
+            assert -45.0 < rms_db(wave) < loudest, (command, name, rms_db(wave))

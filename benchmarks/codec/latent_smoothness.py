@@ -3,7 +3,7 @@
 A diffusion model tells latent from noise by structure; a latent that is close to white along time
 (as white as the noise) leaves it nothing to go on. For each codec folder given (what
 ``load_codec`` reads: ``assemble_codec.py`` output or an embedded pipeline's ``codec/``), the first
-``--seconds`` of every stem under ``--corpus`` (Slakh layout, stems quieter than -50 dBFS skipped)
+``--seconds`` of every stem under ``--corpus`` (Slakh layout, read by eval_demo_audio.read_track; stems quieter than -50 dBFS skipped)
 are encoded and, per stem name, averaged over latent channels and clips:
 
 - ``std``: the latent's standard deviation after the codec's scale factor (what the U-Net sees);
@@ -20,43 +20,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import sys
 import time
 from pathlib import Path
 
-import soundfile as sf
 import torch
-import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "insert"))
+from bench_common import machine_info
+from eval_demo_audio import STEMS, read_track
 
 from stemforge.codec import load_codec
 
 
-def stem_name(path: Path) -> str:
-    """The stem's name in its track's metadata.yaml (``stem_name``), else the file's stem."""
-    meta = path.parent.parent / "metadata.yaml"
-    if meta.is_file():
-        entry = (yaml.safe_load(meta.read_text()).get("stems") or {}).get(path.stem) or {}
-        return str(entry.get("stem_name", path.stem))
-    return path.stem
-
-
-def stem_clips(corpus: Path, samples: int) -> dict[str, list[torch.Tensor]]:
-    clips: dict[str, list[torch.Tensor]] = {}
-    for path in sorted(corpus.glob("*/stems/*.flac")):
-        data, rate = sf.read(path, dtype="float32", always_2d=True, frames=samples)
-        if rate != 16000:
-            raise SystemExit(
-                f"{path}: {rate} Hz; render the corpus at 16000 Hz (stemforge-train data render)"
-            )
-        if data.shape[0] < samples:
-            continue
-        clip = torch.from_numpy(data.mean(1))
-        if clip.square().mean().sqrt() > 10 ** (-50 / 20):
-            clips.setdefault(stem_name(path), []).append(clip)
-    if not clips:
-        raise SystemExit(f"{corpus}: no stem of {samples} samples at 16 kHz under */stems/*.flac")
-    return clips
+def stem_clips(corpus: Path, seconds: float) -> dict[str, list[torch.Tensor]]:
+    """The first ``seconds`` of every track's stems by name, those quieter than -50 dBFS left out."""
+    clips: dict[str, list[torch.Tensor]] = {name: [] for name in STEMS}
+    for track in sorted(p for p in corpus.iterdir() if (p / "metadata.yaml").is_file()):
+        for name, clip in zip(STEMS, read_track(track, 0.0, seconds), strict=True):
+            if clip.square().mean().sqrt() > 10 ** (-50 / 20):
+                clips[name].append(clip)
+    if not any(clips.values()):
+        raise SystemExit(f"{corpus}: no track (TRACK/metadata.yaml + stems/) with an audible stem")
+    return {name: waves for name, waves in clips.items() if waves}
 
 
 def smoothness(latent: torch.Tensor) -> dict[str, float]:
@@ -81,7 +68,12 @@ def main() -> None:
     parser.add_argument(
         "codecs", type=Path, nargs="+", help="codec folders (config.json + model.safetensors)"
     )
-    parser.add_argument("--corpus", type=Path, required=True, help="rendered tracks: TRACK/stems/NAME.flac")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        required=True,
+        help="rendered tracks: TRACK/metadata.yaml + TRACK/stems/Sxx.flac",
+    )
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -91,13 +83,10 @@ def main() -> None:
                 f"{folder}: not a codec folder (no config.json); give assemble_codec.py's output"
             )
     start = time.perf_counter()
+    clips = stem_clips(args.corpus, args.seconds)
     results: dict[str, dict[str, dict[str, float]]] = {}
-    clips: dict[str, list[torch.Tensor]] | None = None
     for folder in args.codecs:
         codec = load_codec(str(folder)).eval()
-        samples = round(args.seconds * 16000) // codec.hop_length * codec.hop_length
-        if clips is None:
-            clips = stem_clips(args.corpus, samples)
         per_stem = {}
         for name, waves in clips.items():
             with torch.no_grad():
@@ -111,13 +100,7 @@ def main() -> None:
         + f" --corpus {args.corpus} --seconds {args.seconds}",
         "codecs": results,
         "wall_seconds": round(time.perf_counter() - start, 1),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "load_average_at_end": os.getloadavg(),
-        },
+        "machine": machine_info("cpu"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -142,14 +142,19 @@ SHIPPED_SIZE = (
 )
 
 
-def _assert_only_the_decoder_moved(run: Path, export: Path) -> None:
-    """The run's exported weights keep the shipped codec's encoder exactly and moved its decoder."""
+def _shipped_and_trained(run: Path, export: Path) -> tuple[dict, dict]:
+    """The shipped codec's autoencoder weights and the run's exported ones, under the same keys."""
     shipped = {
         k.removeprefix("autoencoder."): v
         for k, v in load_file(SHIPPED_CODEC / "model.safetensors").items()
         if k.startswith("autoencoder.")
     }
-    trained = load_file(export_checkpoint(run, export, weights="raw") / "model.safetensors")
+    return shipped, load_file(export_checkpoint(run, export, weights="raw") / "model.safetensors")
+
+
+def _assert_only_the_decoder_moved(run: Path, export: Path) -> None:
+    """The run's exported weights keep the shipped codec's encoder exactly and moved its decoder."""
+    shipped, trained = _shipped_and_trained(run, export)
     assert shipped.keys() == trained.keys()
     encoder = [k for k in shipped if k.startswith("encoder.")]
     decoder = [k for k in shipped if k.startswith("decoder.") and shipped[k].is_floating_point()]
@@ -182,14 +187,7 @@ def test_noise_bottleneck_trains_the_encoder_too(tmp_path):
         "model.latent_noise=0.5",
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    shipped = {
-        k.removeprefix("autoencoder."): v
-        for k, v in load_file(SHIPPED_CODEC / "model.safetensors").items()
-        if k.startswith("autoencoder.")
-    }
-    trained = load_file(
-        export_checkpoint(tmp_path / "bottleneck", tmp_path / "export", weights="raw") / "model.safetensors"
-    )
+    shipped, trained = _shipped_and_trained(tmp_path / "bottleneck", tmp_path / "export")
     encoder = [k for k in shipped if k.startswith("encoder.") and shipped[k].is_floating_point()]
     assert encoder and any(not torch.equal(shipped[k], trained[k]) for k in encoder)
     # With the GAN objective the option is refused before training, naming the conflict.

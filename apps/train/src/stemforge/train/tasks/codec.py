@@ -250,18 +250,13 @@ class CodecTask:
             fake, batch = self._decode_denoised(model, inputs, generator)
             n = min(fake.shape[-1], batch.shape[-1])
             terms = self._reconstruction(fake[..., :n], batch[..., :n])
-        elif self.latent_smoothness and model.training:
-            autoencoder = _waveform_autoencoder(model, "model.latent_smoothness")
-            latent = autoencoder.encode(inputs)
-            fake = autoencoder.decode(latent + self._latent_noise(latent, generator))
+        elif (self.latent_smoothness or self.latent_noise) and model.training:
+            fake, latent = self._noisy_round_trip(model, inputs, generator)
             n = min(fake.shape[-1], batch.shape[-1])
             terms = self._reconstruction(fake[..., :n], batch[..., :n])
-            terms["roughness"] = latent_roughness(latent)
-            terms["loss"] = terms["loss"] + self.latent_smoothness * terms["roughness"]
-        elif self.latent_noise and model.training:
-            fake = self._decode_noisy(model, inputs, generator)
-            n = min(fake.shape[-1], batch.shape[-1])
-            terms = self._reconstruction(fake[..., :n], batch[..., :n])
+            if self.latent_smoothness:
+                terms["roughness"] = latent_roughness(latent)
+                terms["loss"] = terms["loss"] + self.latent_smoothness * terms["roughness"]
         else:
             fake = model(inputs)
             n = min(fake.shape[-1], batch.shape[-1])
@@ -367,10 +362,17 @@ class CodecTask:
         (a fixed-variance VAE whose noise scales with the latent, so no latent scale beats it): the
         encoder learns to put what the decoder needs where a diffusion model's error of that size
         does not destroy it."""
-        autoencoder = _waveform_autoencoder(model, "model.latent_noise")
+        return self._noisy_round_trip(model, wave, generator)[0]
+
+    def _noisy_round_trip(
+        self, model: nn.Module, wave: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`_decode_noisy`'s audio and the clean latent it decoded from (with gradients unless
+        the encoder is frozen), for ``model.latent_smoothness``'s term."""
+        autoencoder = _waveform_autoencoder(model, "model.latent_noise / model.latent_smoothness")
         with torch.set_grad_enabled(not self.freeze_encoder):
             latent = autoencoder.encode(wave)
-        return autoencoder.decode(latent + self._latent_noise(latent, generator))
+        return autoencoder.decode(latent + self._latent_noise(latent, generator)), latent
 
     def _latent_noise(self, latent: Tensor, generator: torch.Generator) -> Tensor:
         """Gaussian noise for ``latent`` (B, D, T): each example's level uniform in [0, latent_noise]
